@@ -1,0 +1,529 @@
+//! The store conformance suite: every `QueueStore` must pass it. Each check takes a fresh,
+//! empty store for its own queue. `conformance_tests!` turns the checks into `#[tokio::test]`s
+//! for one store factory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::job::{AttemptOutcome, JobState};
+use crate::options::{Backoff, JobOptions, Retention};
+use crate::store::{LeaseToken, NewJob, Outcome, QueueStore, SettleResult};
+
+type Store = Arc<dyn QueueStore>;
+
+const LEASE: Duration = Duration::from_secs(30);
+/// How long a check waits for a condition before it fails.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn job(name: &str) -> NewJob {
+    NewJob::new(name, json!({ "n": name }))
+}
+
+fn with(f: impl FnOnce(&mut JobOptions)) -> JobOptions {
+    let mut o = JobOptions::default();
+    f(&mut o);
+    o
+}
+
+async fn fetch_names(store: &Store, max: usize) -> Vec<String> {
+    let got = store.fetch("w", max, LEASE).await.expect("fetch");
+    got.into_iter().map(|a| a.job.name).collect()
+}
+
+/// Fetches until something comes back or patience runs out (for delays and expiries).
+async fn fetch_eventually(store: &Store, lease: Duration) -> Vec<crate::store::ActiveJob> {
+    let start = Instant::now();
+    let mut signal = store.work_signal();
+    loop {
+        let got = store.fetch("w", 10, lease).await.expect("fetch");
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(start.elapsed() < PATIENCE, "nothing became ready");
+        signal.wait(Duration::from_millis(50)).await.expect("wait");
+    }
+}
+
+/// Jobs come out in the order they went in.
+pub async fn fifo_order(store: Store) {
+    for n in ["a", "b", "c"] {
+        store.add(job(n)).await.expect("add");
+    }
+    assert_eq!(fetch_names(&store, 10).await, ["a", "b", "c"]);
+}
+
+/// `lifo` jobs jump the line.
+pub async fn lifo_jumps_the_line(store: Store) {
+    store.add(job("a")).await.expect("add");
+    store
+        .add(job("b").with_options(with(|o| o.lifo = true)))
+        .await
+        .expect("add");
+    assert_eq!(fetch_names(&store, 10).await, ["b", "a"]);
+}
+
+/// No priority runs first, then lower numbers, FIFO within one priority.
+pub async fn priority_order(store: Store) {
+    let jobs = [("p5", 5), ("p1a", 1), ("none", 0), ("p1b", 1), ("p2", 2)];
+    for (name, priority) in jobs {
+        store
+            .add(job(name).with_options(with(|o| o.priority = priority)))
+            .await
+            .expect("add");
+    }
+    assert_eq!(store.counts().await.expect("counts").prioritized, 4);
+    assert_eq!(
+        fetch_names(&store, 10).await,
+        ["none", "p1a", "p1b", "p2", "p5"]
+    );
+}
+
+/// `fetch` hands out at most `max` and leases what it hands out.
+pub async fn fetch_respects_max_and_counts_attempts(store: Store) {
+    let ids = store
+        .add_bulk((0..5).map(|i| job(&format!("j{i}"))).collect())
+        .await
+        .expect("add_bulk");
+    assert_eq!(ids.len(), 5);
+    let got = store.fetch("w", 2, LEASE).await.expect("fetch");
+    assert_eq!(got.len(), 2);
+    for a in &got {
+        assert_eq!(a.job.state, JobState::Active);
+        assert_eq!(a.job.attempts_made, 1);
+        assert_eq!(a.job.history.len(), 1);
+    }
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.active), (3, 2));
+}
+
+/// A delayed job is not handed out before its time, and is once it is due.
+pub async fn delayed_jobs_wait_their_turn(store: Store) {
+    let far = store
+        .add(job("far").with_options(with(|o| o.delay_ms = 3_600_000)))
+        .await
+        .expect("add");
+    let near = store
+        .add(job("near").with_options(with(|o| o.delay_ms = 100)))
+        .await
+        .expect("add");
+    assert!(store.fetch("w", 10, LEASE).await.expect("fetch").is_empty());
+    let got = store.get(&far.id).await.expect("get").expect("far exists");
+    assert_eq!(got.state, JobState::Delayed);
+    let fetched = fetch_eventually(&store, LEASE).await;
+    assert_eq!(fetched.len(), 1);
+    let job = &fetched[0].job;
+    assert_eq!(job.id, near.id);
+    assert!(job.processed_at.expect("started") >= job.created_at + 100);
+    assert_eq!(store.counts().await.expect("counts").delayed, 1);
+}
+
+/// Adding a `job_id` again returns the first job and adds nothing.
+pub async fn job_id_is_idempotent(store: Store) {
+    let opts = with(|o| o.job_id = Some("order-42".into()));
+    let first = store
+        .add(job("a").with_options(opts.clone()))
+        .await
+        .expect("add");
+    let again = store.add(job("b").with_options(opts)).await.expect("add");
+    assert!(first.created);
+    assert!(!again.created);
+    assert_eq!(first.id, "order-42");
+    assert_eq!(again.id, "order-42");
+    assert_eq!(store.counts().await.expect("counts").waiting, 1);
+    let kept = store.get("order-42").await.expect("get").expect("exists");
+    assert_eq!(kept.name, "a");
+}
+
+/// Settling needs the lease's token; a wrong one changes nothing.
+pub async fn settle_needs_the_token(store: Store) {
+    store.add(job("a")).await.expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let wrong = LeaseToken(a.token.0.wrapping_add(7919));
+    let r = store
+        .complete(&a.job.id, wrong, json!(1))
+        .await
+        .expect("complete");
+    assert_eq!(r, SettleResult::LeaseLost);
+    assert_eq!(
+        store.get(&a.job.id).await.expect("get").expect("job").state,
+        JobState::Active
+    );
+    let r = store
+        .complete(&a.job.id, a.token, json!({"ok": true}))
+        .await
+        .expect("complete");
+    assert_eq!(r, SettleResult::Completed);
+    let done = store.get(&a.job.id).await.expect("get").expect("job");
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.return_value, Some(json!({"ok": true})));
+    assert!(done.finished_at.is_some());
+    assert_eq!(done.history[0].outcome, AttemptOutcome::Completed);
+    // Settling twice is a lost lease, not a second completion.
+    let r = store
+        .complete(&a.job.id, a.token, json!(2))
+        .await
+        .expect("complete");
+    assert_eq!(r, SettleResult::LeaseLost);
+}
+
+/// A failed attempt with attempts left is retried after an exponential backoff; the last
+/// failure is final and keeps the history.
+pub async fn retries_with_exponential_backoff(store: Store) {
+    let opts = with(|o| {
+        o.attempts = 3;
+        o.backoff = Backoff::Exponential {
+            delay_ms: 40,
+            jitter: 0.0,
+            max_delay_ms: None,
+        };
+    });
+    let added = store
+        .add(job("flaky").with_options(opts))
+        .await
+        .expect("add");
+    let mut delays = Vec::new();
+    for attempt in 1..=3u32 {
+        let a = fetch_eventually(&store, LEASE).await.remove(0);
+        assert_eq!(a.job.attempts_made, attempt);
+        match store
+            .fail(&a.job.id, a.token, format!("boom {attempt}"), true)
+            .await
+            .expect("fail")
+        {
+            SettleResult::Retrying { delay_ms } => {
+                let j = store.get(&added.id).await.expect("get").expect("job");
+                assert_eq!(j.state, JobState::Delayed);
+                delays.push(delay_ms);
+            }
+            SettleResult::Failed { job } => {
+                assert_eq!(attempt, 3);
+                assert_eq!(job.failed_reason.as_deref(), Some("boom 3"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delays, [40, 80]);
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.history.len(), 3);
+    assert_eq!(j.history[0].retry_delay_ms, Some(40));
+    for pair in j.history.windows(2) {
+        let gap = pair[1].started_at - pair[0].finished_at.expect("finished");
+        assert!(
+            gap >= pair[0].retry_delay_ms.expect("delay"),
+            "{gap} too short"
+        );
+    }
+}
+
+/// An unrecoverable failure ends the job whatever attempts remain.
+pub async fn unrecoverable_fails_at_once(store: Store) {
+    let added = store
+        .add(job("bad").with_options(with(|o| o.attempts = 5)))
+        .await
+        .expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let r = store
+        .fail(&a.job.id, a.token, "bad input".into(), false)
+        .await
+        .expect("fail");
+    assert!(matches!(r, SettleResult::Failed { .. }), "{r:?}");
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    assert_eq!(j.attempts_made, 1);
+    assert!(j.failed_reason.expect("reason").contains("bad input"));
+}
+
+/// Completed and failed jobs are trimmed to what their retention keeps.
+pub async fn retention_trims_finished_jobs(store: Store) {
+    let keep2 = with(|o| {
+        o.remove_on_complete = Retention::Keep {
+            count: Some(2),
+            age_ms: None,
+        };
+        o.remove_on_fail = Retention::RemoveAll;
+        o.attempts = 1;
+    });
+    let ids = store
+        .add_bulk(
+            (0..6)
+                .map(|i| job(&format!("j{i}")).with_options(keep2.clone()))
+                .collect(),
+        )
+        .await
+        .expect("add_bulk");
+    let active = store.fetch("w", 6, LEASE).await.expect("fetch");
+    for a in &active[..5] {
+        store
+            .complete(&a.job.id, a.token, json!(null))
+            .await
+            .expect("complete");
+    }
+    let last = &active[5];
+    store
+        .fail(&last.job.id, last.token, "x".into(), true)
+        .await
+        .expect("fail");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.completed, counts.failed), (2, 0));
+    let kept: Vec<_> = store
+        .list(JobState::Completed, 0, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(kept, [ids[4].id.clone(), ids[3].id.clone()], "newest first");
+    assert!(store.get(&ids[0].id).await.expect("get").is_none());
+    assert!(store.get(&ids[5].id).await.expect("get").is_none());
+}
+
+/// A job whose lease runs out goes back to waiting, its old token is dead, and past
+/// `max_stalled` it fails.
+pub async fn expired_leases_are_recovered(store: Store) {
+    let added = store.add(job("sleepy")).await.expect("add");
+    let short = Duration::from_millis(20);
+    let first = store.fetch("w", 1, short).await.expect("fetch").remove(0);
+    let start = Instant::now();
+    loop {
+        let report = store.recover_expired(1).await.expect("recover");
+        if !report.requeued.is_empty() {
+            assert_eq!(report.requeued, [added.id.clone()]);
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "lease never expired");
+        store
+            .work_signal()
+            .wait(Duration::from_millis(10))
+            .await
+            .expect("wait");
+    }
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Waiting);
+    assert_eq!(j.stalled_count, 1);
+    assert_eq!(j.history[0].outcome, AttemptOutcome::Stalled);
+    let late = store
+        .complete(&added.id, first.token, json!(1))
+        .await
+        .expect("complete");
+    assert_eq!(late, SettleResult::LeaseLost);
+
+    store.fetch("w", 1, short).await.expect("fetch");
+    let start = Instant::now();
+    loop {
+        let report = store.recover_expired(1).await.expect("recover");
+        if !report.failed.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < PATIENCE, "second lease never expired");
+        store
+            .work_signal()
+            .wait(Duration::from_millis(10))
+            .await
+            .expect("wait");
+    }
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    assert!(j.failed_reason.expect("reason").contains("stalled"));
+}
+
+/// Heartbeats extend leases held by their token only.
+pub async fn heartbeats_extend_held_leases(store: Store) {
+    store.add(job("a")).await.expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let leases = [
+        (a.job.id.clone(), a.token),
+        (a.job.id.clone(), LeaseToken(a.token.0 + 1)),
+        ("nope".to_string(), a.token),
+    ];
+    let held = store.extend_leases(&leases, LEASE).await.expect("extend");
+    assert_eq!(held, [true, false, false]);
+    assert!(
+        store
+            .recover_expired(1)
+            .await
+            .expect("recover")
+            .requeued
+            .is_empty()
+    );
+}
+
+/// A paused queue hands out nothing and reports its ready jobs as paused.
+pub async fn pause_and_resume(store: Store) {
+    let added = store.add(job("a")).await.expect("add");
+    store.pause().await.expect("pause");
+    assert!(store.is_paused().await.expect("is_paused"));
+    assert!(store.fetch("w", 10, LEASE).await.expect("fetch").is_empty());
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.paused), (0, 1));
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Paused);
+    store.resume().await.expect("resume");
+    assert_eq!(fetch_names(&store, 10).await, ["a"]);
+}
+
+/// Retry, remove, clean and drain do what they say and refuse what they must.
+pub async fn admin_operations(store: Store) {
+    let one = with(|o| o.attempts = 1);
+    let failed = store
+        .add(job("f").with_options(one.clone()))
+        .await
+        .expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    store
+        .fail(&a.job.id, a.token, "x".into(), true)
+        .await
+        .expect("fail");
+    assert!(store.retry("missing").await.is_err());
+    store.retry(&failed.id).await.expect("retry");
+    let j = store.get(&failed.id).await.expect("get").expect("job");
+    assert_eq!((j.state, j.attempts_made), (JobState::Waiting, 0));
+    assert!(
+        store.retry(&failed.id).await.is_err(),
+        "a waiting job cannot be retried"
+    );
+
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    assert!(
+        store.remove(&a.job.id).await.is_err(),
+        "active jobs are not removed"
+    );
+    store
+        .complete(&a.job.id, a.token, json!(1))
+        .await
+        .expect("complete");
+    assert!(store.remove(&a.job.id).await.expect("remove"));
+    assert!(!store.remove(&a.job.id).await.expect("remove"));
+
+    store
+        .add_bulk(vec![job("w1"), job("w2")])
+        .await
+        .expect("add_bulk");
+    store
+        .add(job("d").with_options(with(|o| o.delay_ms = 3_600_000)))
+        .await
+        .expect("add");
+    assert_eq!(
+        store
+            .clean(JobState::Waiting, Duration::ZERO, 1)
+            .await
+            .expect("clean"),
+        1
+    );
+    assert_eq!(store.drain(false).await.expect("drain"), 1);
+    assert_eq!(store.counts().await.expect("counts").delayed, 1);
+    assert_eq!(store.drain(true).await.expect("drain"), 1);
+    assert_eq!(store.counts().await.expect("counts"), Default::default());
+}
+
+/// Progress and logs are kept on the job.
+pub async fn progress_and_logs(store: Store) {
+    let added = store.add(job("a")).await.expect("add");
+    store
+        .progress(&added.id, json!(42))
+        .await
+        .expect("progress");
+    store.log(&added.id, "step one".into()).await.expect("log");
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.progress, json!(42));
+    assert_eq!(j.logs, ["step one"]);
+    assert!(store.progress("missing", json!(1)).await.is_err());
+}
+
+/// A released job goes back to waiting without using an attempt.
+pub async fn release_hands_back(store: Store) {
+    let added = store
+        .add(job("a").with_options(with(|o| o.attempts = 1)))
+        .await
+        .expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let r = store
+        .settle_one(&a.job.id, a.token, Outcome::Released)
+        .await
+        .expect("release");
+    assert_eq!(r, SettleResult::Released);
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    assert_eq!(a.job.id, added.id);
+    // One attempt allowed, one released: this failure still retries nothing but is the first.
+    let r = store
+        .fail(&a.job.id, a.token, "x".into(), true)
+        .await
+        .expect("fail");
+    assert!(matches!(r, SettleResult::Failed { .. }));
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.history[0].outcome, AttemptOutcome::Released);
+}
+
+/// Followers see a job's life as events.
+pub async fn events_follow_a_job(store: Store) {
+    let mut events = store.subscribe();
+    let added = store.add(job("a")).await.expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    store
+        .complete(&a.job.id, a.token, json!(1))
+        .await
+        .expect("complete");
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let e = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        assert_eq!(e.id, added.id);
+        kinds.push(serde_json::to_value(&e.kind).expect("json")["event"].clone());
+    }
+    assert_eq!(kinds, [json!("added"), json!("active"), json!("completed")]);
+}
+
+/// A waiting worker wakes when a job is added.
+pub async fn work_signal_wakes_on_add(store: Store) {
+    let mut signal = store.work_signal();
+    let waiter = tokio::spawn(async move { signal.wait(Duration::from_secs(3600)).await });
+    store.add(job("a")).await.expect("add");
+    tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("woken by the add")
+        .expect("join")
+        .expect("wait");
+}
+
+/// A large bulk goes in whole and in order.
+pub async fn large_bulk(store: Store) {
+    let n = 10_000;
+    let ids = store
+        .add_bulk((0..n).map(|i| job(&i.to_string())).collect())
+        .await
+        .expect("add_bulk");
+    assert_eq!(ids.len(), n);
+    assert_eq!(store.counts().await.expect("counts").waiting, n as u64);
+    let first = store.fetch("w", 3, LEASE).await.expect("fetch");
+    let names: Vec<_> = first.iter().map(|a| a.job.name.as_str()).collect();
+    assert_eq!(names, ["0", "1", "2"]);
+}
+
+/// Generates one `#[tokio::test]` per conformance check, each on a store made by `$make`,
+/// an async function of the queue name returning `Arc<dyn QueueStore>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make;
+            fifo_order, lifo_jumps_the_line, priority_order,
+            fetch_respects_max_and_counts_attempts, delayed_jobs_wait_their_turn,
+            job_id_is_idempotent, settle_needs_the_token, retries_with_exponential_backoff,
+            unrecoverable_fails_at_once, retention_trims_finished_jobs,
+            expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume,
+            admin_operations, progress_and_logs, release_hands_back, events_follow_a_job,
+            work_signal_wakes_on_add, large_bulk);
+    };
+    (@each $make:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = $make(stringify!($check)).await;
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,213 @@
+//! The job model: what a job is, which state it is in, and what each attempt did.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::options::JobOptions;
+
+/// A job's id: generated ids are decimal numbers; custom ids (`job_id`) may not be.
+pub type JobId = String;
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Ready to run, in FIFO (or LIFO) order.
+    Waiting,
+    /// Waiting for its delay or backoff to pass.
+    Delayed,
+    /// Ready to run, ordered by priority (lower runs first).
+    Prioritized,
+    /// Leased by a worker and running.
+    Active,
+    /// Finished with a result.
+    Completed,
+    /// Failed for good.
+    Failed,
+    /// Ready to run, but its queue is paused (a view of waiting/prioritized jobs).
+    Paused,
+}
+
+impl JobState {
+    /// Every state, in the order the API lists them.
+    pub const ALL: [JobState; 7] = [
+        JobState::Waiting,
+        JobState::Delayed,
+        JobState::Prioritized,
+        JobState::Active,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Paused,
+    ];
+
+    /// The lowercase name used in JSON and query strings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Waiting => "waiting",
+            JobState::Delayed => "delayed",
+            JobState::Prioritized => "prioritized",
+            JobState::Active => "active",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Paused => "paused",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown state '{s}'; expected one of waiting, delayed, prioritized, active, completed, failed, paused"
+                )
+            })
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// Still running.
+    Running,
+    /// Returned a result.
+    Completed,
+    /// Returned an error, panicked or timed out.
+    Failed,
+    /// Its lease ran out before it settled (the worker died or hung).
+    Stalled,
+    /// Handed back unfinished at shutdown; not counted against the attempts.
+    Released,
+}
+
+/// The record of one attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The worker that ran it.
+    pub worker: String,
+    /// When it started (ms since epoch).
+    pub started_at: u64,
+    /// When it ended, if it has.
+    pub finished_at: Option<u64>,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The error, for a failed or stalled attempt.
+    pub error: Option<String>,
+    /// The backoff chosen before the next attempt, when one was scheduled.
+    pub retry_delay_ms: Option<u64>,
+}
+
+/// A job and everything known about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Unique within its queue.
+    pub id: JobId,
+    /// The queue it belongs to.
+    pub queue: String,
+    /// A name the processor may dispatch on.
+    pub name: String,
+    /// The payload.
+    pub data: Value,
+    /// Options with the queue's defaults filled in.
+    pub options: JobOptions,
+    /// Current state.
+    pub state: JobState,
+    /// Last reported progress (a number or any JSON value).
+    pub progress: Value,
+    /// Attempts started so far (stalled and released attempts included).
+    pub attempts_made: u32,
+    /// How many times its lease ran out.
+    pub stalled_count: u32,
+    /// Attempts handed back at shutdown.
+    pub released_count: u32,
+    /// The processor's result, once completed.
+    pub return_value: Option<Value>,
+    /// Why it failed, once failed (or why the last attempt failed, while retrying).
+    pub failed_reason: Option<String>,
+    /// One record per attempt.
+    pub history: Vec<AttemptRecord>,
+    /// Lines the processor logged (the last [`Job::MAX_LOGS`]).
+    pub logs: Vec<String>,
+    /// When it was added (ms since epoch).
+    pub created_at: u64,
+    /// When it becomes ready, for a delayed job (ms since epoch).
+    pub run_at: u64,
+    /// When its latest attempt started.
+    pub processed_at: Option<u64>,
+    /// When it completed or failed for good.
+    pub finished_at: Option<u64>,
+}
+
+impl Job {
+    /// How many log lines a job keeps.
+    pub const MAX_LOGS: usize = 100;
+
+    /// A new job as `add` stores it, before it is placed in a state.
+    pub fn new(
+        id: JobId,
+        queue: &str,
+        name: String,
+        data: Value,
+        options: JobOptions,
+        now: u64,
+    ) -> Job {
+        let run_at = now + options.delay_ms;
+        Job {
+            id,
+            queue: queue.to_string(),
+            name,
+            data,
+            options,
+            state: JobState::Waiting,
+            progress: Value::from(0),
+            attempts_made: 0,
+            stalled_count: 0,
+            released_count: 0,
+            return_value: None,
+            failed_reason: None,
+            history: Vec::new(),
+            logs: Vec::new(),
+            created_at: now,
+            run_at,
+            processed_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Attempts that count against `options.attempts`: stalls and releases are not the job's fault.
+    pub fn failures_budget_used(&self) -> u32 {
+        self.attempts_made
+            .saturating_sub(self.stalled_count)
+            .saturating_sub(self.released_count)
+    }
+
+    /// The state a ready job goes to: prioritized when it has a priority, else waiting.
+    pub fn ready_state(&self) -> JobState {
+        if self.options.priority > 0 {
+            JobState::Prioritized
+        } else {
+            JobState::Waiting
+        }
+    }
+
+    /// Appends a log line, keeping the last [`Job::MAX_LOGS`].
+    pub fn push_log(&mut self, line: String) {
+        if self.logs.len() >= Self::MAX_LOGS {
+            self.logs.remove(0);
+        }
+        self.logs.push(line);
+    }
+}

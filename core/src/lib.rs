@@ -1,0 +1,27 @@
+//! stagehand-core: the job model, the queue store contract and its in-memory store,
+//! the `Processor` trait and the pieces of the worker loop that know nothing of actors.
+//!
+//! Dependencies point one way: `stagehand` -> `stagehand-actors` -> `stagehand-core`.
+
+pub mod clock;
+pub mod error;
+pub mod job;
+pub mod memory;
+pub mod options;
+pub mod processor;
+pub mod store;
+
+#[cfg(feature = "testkit")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
+pub use memory::MemoryStore;
+pub use options::{Backoff, JobOptions, JobOptionsInput, OptionsError, Retention};
+pub use processor::{
+    AttemptResult, JobContext, ProcessError, Processor, processor_fn, run_attempt,
+};
+pub use store::{
+    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
+    RecoverReport, SettleResult, Settlement, WorkSignal,
+};

@@ -1,0 +1,858 @@
+//! `MemoryStore`: the whole store contract in one process, behind one mutex. The embedded
+//! default: no Redis needed, nothing survives a restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::clock::now_ms;
+use crate::error::StoreError;
+use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
+use crate::options::Retention;
+use crate::store::{
+    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
+    RecoverReport, SettleResult, Settlement, WorkSignal,
+};
+
+/// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
+const CHUNK: usize = 1000;
+/// Events buffered per subscriber before the slowest one starts missing some.
+const EVENT_BUFFER: usize = 4096;
+
+/// An in-memory queue store.
+pub struct MemoryStore {
+    queue: String,
+    shared: Arc<Shared>,
+    events: broadcast::Sender<JobEvent>,
+}
+
+/// What the store shares with its work signals.
+struct Shared {
+    inner: Mutex<Inner>,
+    work: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn next_due(&self) -> Option<u64> {
+        self.inner.lock().delayed.keys().next().map(|(at, _)| *at)
+    }
+}
+
+struct Entry {
+    job: Job,
+    /// Orders the job within its current state; set on every placement.
+    seq: u64,
+    lease: Option<Lease>,
+}
+
+#[derive(Clone, Copy)]
+struct Lease {
+    token: LeaseToken,
+    deadline: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<JobId, Entry>,
+    next_id: u64,
+    next_seq: u64,
+    next_token: u64,
+    wait: VecDeque<JobId>,
+    prioritized: BTreeMap<(u32, i64), JobId>,
+    delayed: BTreeMap<(u64, u64), JobId>,
+    active: HashSet<JobId>,
+    completed: BTreeMap<(u64, u64), JobId>,
+    failed: BTreeMap<(u64, u64), JobId>,
+    paused: bool,
+}
+
+/// Events produced under the lock, published after it is released.
+type Events = Vec<(JobId, JobEventKind)>;
+
+impl MemoryStore {
+    /// An empty store for `queue`.
+    pub fn new(queue: impl Into<String>) -> MemoryStore {
+        let (work, _) = watch::channel(0);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        MemoryStore {
+            queue: queue.into(),
+            shared: Arc::new(Shared {
+                inner: Mutex::new(Inner::default()),
+                work,
+            }),
+            events,
+        }
+    }
+
+    fn wake(&self) {
+        self.shared.work.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn wants_events(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    fn publish(&self, events: Events) {
+        if events.is_empty() || !self.wants_events() {
+            return;
+        }
+        let at = now_ms();
+        for (id, kind) in events {
+            // No receiver left is not an error: nobody is following.
+            let _ = self.events.send(JobEvent {
+                queue: self.queue.clone(),
+                id,
+                kind,
+                at,
+            });
+        }
+    }
+
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.shared.inner.lock()
+    }
+}
+
+impl Inner {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Puts a job where its state says, giving it a fresh order.
+    fn place(&mut self, id: &str, state: JobState) {
+        let seq = self.seq();
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        entry.seq = seq;
+        entry.job.state = state;
+        let id = id.to_string();
+        match state {
+            JobState::Waiting => {
+                if entry.job.options.lifo {
+                    self.wait.push_front(id);
+                } else {
+                    self.wait.push_back(id);
+                }
+            }
+            JobState::Prioritized => {
+                let order = if entry.job.options.lifo {
+                    -(seq as i64)
+                } else {
+                    seq as i64
+                };
+                self.prioritized
+                    .insert((entry.job.options.priority, order), id);
+            }
+            JobState::Delayed => {
+                self.delayed.insert((entry.job.run_at, seq), id);
+            }
+            JobState::Active => {
+                self.active.insert(id);
+            }
+            JobState::Completed => {
+                let at = entry.job.finished_at.unwrap_or(0);
+                self.completed.insert((at, seq), id);
+            }
+            JobState::Failed => {
+                let at = entry.job.finished_at.unwrap_or(0);
+                self.failed.insert((at, seq), id);
+            }
+            JobState::Paused => {}
+        }
+    }
+
+    /// Takes a job out of the structure its state keeps it in.
+    fn unplace(&mut self, id: &str) {
+        let Some(entry) = self.jobs.get(id) else {
+            return;
+        };
+        let seq = entry.seq;
+        match entry.job.state {
+            JobState::Waiting | JobState::Paused => {
+                if let Some(pos) = self.wait.iter().position(|w| w == id) {
+                    self.wait.remove(pos);
+                }
+            }
+            JobState::Prioritized => {
+                let order = if entry.job.options.lifo {
+                    -(seq as i64)
+                } else {
+                    seq as i64
+                };
+                self.prioritized
+                    .remove(&(entry.job.options.priority, order));
+            }
+            JobState::Delayed => {
+                self.delayed.remove(&(entry.job.run_at, seq));
+            }
+            JobState::Active => {
+                self.active.remove(id);
+            }
+            JobState::Completed => {
+                self.completed
+                    .remove(&(entry.job.finished_at.unwrap_or(0), seq));
+            }
+            JobState::Failed => {
+                self.failed
+                    .remove(&(entry.job.finished_at.unwrap_or(0), seq));
+            }
+        }
+    }
+
+    fn delete(&mut self, id: &str) -> bool {
+        self.unplace(id);
+        self.jobs.remove(id).is_some()
+    }
+
+    /// Moves due delayed jobs to ready, at most [`CHUNK`] per call.
+    fn promote_due(&mut self, now: u64) -> bool {
+        let mut moved = false;
+        for _ in 0..CHUNK {
+            let Some(entry) = self.delayed.first_entry() else {
+                break;
+            };
+            if entry.key().0 > now {
+                break;
+            }
+            let id = entry.remove();
+            let state = match self.jobs.get(&id) {
+                Some(e) => e.job.ready_state(),
+                None => continue,
+            };
+            self.place(&id, state);
+            moved = true;
+        }
+        moved
+    }
+
+    fn pop_ready(&mut self) -> Option<JobId> {
+        self.wait
+            .pop_front()
+            .or_else(|| self.prioritized.pop_first().map(|(_, id)| id))
+    }
+
+    /// Applies a finished job's retention to its set (completed or failed).
+    fn trim(&mut self, state: JobState, keep: Retention, now: u64) {
+        let Retention::Keep { count, age_ms } = keep else {
+            return;
+        };
+        for _ in 0..CHUNK {
+            let set = if state == JobState::Completed {
+                &mut self.completed
+            } else {
+                &mut self.failed
+            };
+            let Some((&(finished, _), _)) = set.first_key_value() else {
+                break;
+            };
+            let over_count = count.is_some_and(|c| set.len() as u64 > c);
+            let too_old = age_ms.is_some_and(|age| finished.saturating_add(age) < now);
+            if !(over_count || too_old) {
+                break;
+            }
+            if let Some((_, id)) = set.pop_first() {
+                self.jobs.remove(&id);
+            }
+        }
+    }
+
+    /// Ends the running attempt of an active job.
+    fn end_attempt(entry: &mut Entry, now: u64, outcome: AttemptOutcome, error: Option<String>) {
+        entry.lease = None;
+        if let Some(last) = entry.job.history.last_mut()
+            && last.outcome == AttemptOutcome::Running
+        {
+            last.finished_at = Some(now);
+            last.outcome = outcome;
+            last.error = error;
+        }
+    }
+
+    /// Fails an active job for good and applies its retention.
+    fn fail_for_good(&mut self, id: &str, reason: String, now: u64) -> Option<Job> {
+        self.unplace(id);
+        let entry = self.jobs.get_mut(id)?;
+        entry.job.failed_reason = Some(reason);
+        entry.job.finished_at = Some(now);
+        let keep = entry.job.options.remove_on_fail;
+        let mut ended = entry.job.clone();
+        ended.state = JobState::Failed;
+        if keep == Retention::RemoveAll {
+            self.jobs.remove(id);
+        } else {
+            self.place(id, JobState::Failed);
+            self.trim(JobState::Failed, keep, now);
+        }
+        Some(ended)
+    }
+
+    /// Puts an active job back to ready (or delayed, for a retry with backoff).
+    fn requeue(&mut self, id: &str, delay_ms: u64, now: u64) -> bool {
+        self.unplace(id);
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return false;
+        };
+        let state = if delay_ms > 0 {
+            entry.job.run_at = now + delay_ms;
+            JobState::Delayed
+        } else {
+            entry.job.ready_state()
+        };
+        self.place(id, state);
+        delay_ms == 0
+    }
+
+    fn settle_one(
+        &mut self,
+        s: Settlement,
+        now: u64,
+        events: &mut Events,
+        woke: &mut bool,
+    ) -> SettleResult {
+        let Some(entry) = self.jobs.get_mut(&s.id) else {
+            return SettleResult::LeaseLost;
+        };
+        if entry.job.state != JobState::Active || entry.lease.map(|l| l.token) != Some(s.token) {
+            return SettleResult::LeaseLost;
+        }
+        match s.outcome {
+            Outcome::Completed(value) => {
+                Self::end_attempt(entry, now, AttemptOutcome::Completed, None);
+                entry.job.return_value = Some(value);
+                entry.job.finished_at = Some(now);
+                entry.job.failed_reason = None;
+                let keep = entry.job.options.remove_on_complete;
+                self.unplace(&s.id);
+                if keep == Retention::RemoveAll {
+                    self.jobs.remove(&s.id);
+                } else {
+                    self.place(&s.id, JobState::Completed);
+                    self.trim(JobState::Completed, keep, now);
+                }
+                events.push((s.id, JobEventKind::Completed));
+                SettleResult::Completed
+            }
+            Outcome::Failed { reason, retry } => {
+                Self::end_attempt(entry, now, AttemptOutcome::Failed, Some(reason.clone()));
+                let used = entry.job.failures_budget_used();
+                if retry && used < entry.job.options.attempts {
+                    let delay_ms = entry.job.options.backoff.delay_ms(used);
+                    entry.job.failed_reason = Some(reason);
+                    if let Some(last) = entry.job.history.last_mut() {
+                        last.retry_delay_ms = Some(delay_ms);
+                    }
+                    *woke |= self.requeue(&s.id, delay_ms, now);
+                    events.push((s.id, JobEventKind::Retrying { delay_ms }));
+                    SettleResult::Retrying { delay_ms }
+                } else {
+                    let reason = if retry {
+                        reason
+                    } else {
+                        format!("unrecoverable: {reason}")
+                    };
+                    match self.fail_for_good(&s.id, reason.clone(), now) {
+                        Some(job) => {
+                            events.push((s.id, JobEventKind::Failed { reason }));
+                            SettleResult::Failed { job: Box::new(job) }
+                        }
+                        None => SettleResult::LeaseLost,
+                    }
+                }
+            }
+            Outcome::Released => {
+                Self::end_attempt(entry, now, AttemptOutcome::Released, None);
+                entry.job.released_count += 1;
+                *woke |= self.requeue(&s.id, 0, now);
+                SettleResult::Released
+            }
+        }
+    }
+
+    /// The state a reader sees: ready jobs of a paused queue show as paused.
+    fn visible(&self, job: &Job) -> Job {
+        let mut job = job.clone();
+        if self.paused && matches!(job.state, JobState::Waiting | JobState::Prioritized) {
+            job.state = JobState::Paused;
+        }
+        job
+    }
+}
+
+/// Wakes one worker when work may be ready.
+struct MemorySignal {
+    shared: Arc<Shared>,
+    rx: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl WorkSignal for MemorySignal {
+    async fn wait(&mut self, max_wait: Duration) -> Result<(), StoreError> {
+        let wait = match self.shared.next_due() {
+            Some(due) => max_wait.min(Duration::from_millis(due.saturating_sub(now_ms()))),
+            None => max_wait,
+        };
+        if wait.is_zero() {
+            return Ok(());
+        }
+        // A timeout or a closed channel both just mean "look again".
+        let _ = tokio::time::timeout(wait, self.rx.changed()).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueStore for MemoryStore {
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError> {
+        let now = now_ms();
+        let mut results = Vec::with_capacity(jobs.len());
+        let mut events = Events::new();
+        {
+            let mut inner = self.lock();
+            inner.jobs.reserve(jobs.len());
+            for new in jobs {
+                if let Some(custom) = &new.options.job_id
+                    && inner.jobs.contains_key(custom)
+                {
+                    results.push(AddResult {
+                        id: custom.clone(),
+                        created: false,
+                    });
+                    continue;
+                }
+                let id = match &new.options.job_id {
+                    Some(custom) => custom.clone(),
+                    None => {
+                        inner.next_id += 1;
+                        inner.next_id.to_string()
+                    }
+                };
+                let job = Job::new(
+                    id.clone(),
+                    &self.queue,
+                    new.name,
+                    new.data,
+                    new.options,
+                    now,
+                );
+                let state = if job.options.delay_ms > 0 {
+                    JobState::Delayed
+                } else {
+                    job.ready_state()
+                };
+                inner.jobs.insert(
+                    id.clone(),
+                    Entry {
+                        job,
+                        seq: 0,
+                        lease: None,
+                    },
+                );
+                inner.place(&id, state);
+                if self.wants_events() {
+                    events.push((id.clone(), JobEventKind::Added));
+                }
+                results.push(AddResult { id, created: true });
+            }
+        }
+        // Delayed jobs change the next due time, so waiters must look again too.
+        if !results.is_empty() {
+            self.wake();
+        }
+        self.publish(events);
+        Ok(results)
+    }
+
+    async fn fetch(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ActiveJob>, StoreError> {
+        let now = now_ms();
+        let deadline = now + lease.as_millis() as u64;
+        let mut out = Vec::new();
+        {
+            let mut inner = self.lock();
+            if inner.paused {
+                return Ok(out);
+            }
+            inner.promote_due(now);
+            while out.len() < max {
+                let Some(id) = inner.pop_ready() else {
+                    break;
+                };
+                inner.next_token += 1;
+                let token = LeaseToken(inner.next_token);
+                let seq = inner.seq();
+                let Some(entry) = inner.jobs.get_mut(&id) else {
+                    continue;
+                };
+                entry.seq = seq;
+                entry.job.state = JobState::Active;
+                entry.job.attempts_made += 1;
+                entry.job.processed_at = Some(now);
+                entry.lease = Some(Lease { token, deadline });
+                entry.job.history.push(AttemptRecord {
+                    attempt: entry.job.attempts_made,
+                    worker: worker.to_string(),
+                    started_at: now,
+                    finished_at: None,
+                    outcome: AttemptOutcome::Running,
+                    error: None,
+                    retry_delay_ms: None,
+                });
+                out.push(ActiveJob {
+                    job: entry.job.clone(),
+                    token,
+                });
+                inner.active.insert(id);
+            }
+        }
+        if self.wants_events() {
+            self.publish(
+                out.iter()
+                    .map(|a| (a.job.id.clone(), JobEventKind::Active))
+                    .collect(),
+            );
+        }
+        Ok(out)
+    }
+
+    fn work_signal(&self) -> Box<dyn WorkSignal> {
+        Box::new(MemorySignal {
+            shared: Arc::clone(&self.shared),
+            rx: self.shared.work.subscribe(),
+        })
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[(JobId, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        let deadline = now_ms() + lease.as_millis() as u64;
+        let mut inner = self.lock();
+        Ok(leases
+            .iter()
+            .map(|(id, token)| match inner.jobs.get_mut(id) {
+                Some(Entry {
+                    lease: Some(held), ..
+                }) if held.token == *token => {
+                    held.deadline = deadline;
+                    true
+                }
+                _ => false,
+            })
+            .collect())
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<SettleResult>, StoreError> {
+        let now = now_ms();
+        let mut events = Events::new();
+        let mut woke = false;
+        let results = {
+            let mut inner = self.lock();
+            settlements
+                .into_iter()
+                .map(|s| inner.settle_one(s, now, &mut events, &mut woke))
+                .collect()
+        };
+        if woke {
+            self.wake();
+        }
+        self.publish(events);
+        Ok(results)
+    }
+
+    async fn recover_expired(&self, max_stalled: u32) -> Result<RecoverReport, StoreError> {
+        let now = now_ms();
+        let mut report = RecoverReport::default();
+        let mut events = Events::new();
+        {
+            let mut inner = self.lock();
+            let expired: Vec<JobId> = inner
+                .active
+                .iter()
+                .filter(|id| {
+                    inner
+                        .jobs
+                        .get(*id)
+                        .and_then(|e| e.lease)
+                        .is_none_or(|l| l.deadline <= now)
+                })
+                .take(CHUNK)
+                .cloned()
+                .collect();
+            for id in expired {
+                let Some(entry) = inner.jobs.get_mut(&id) else {
+                    inner.active.remove(&id);
+                    continue;
+                };
+                Inner::end_attempt(
+                    entry,
+                    now,
+                    AttemptOutcome::Stalled,
+                    Some("lease expired".into()),
+                );
+                entry.job.stalled_count += 1;
+                events.push((id.clone(), JobEventKind::Stalled));
+                if entry.job.stalled_count > max_stalled {
+                    let reason = format!(
+                        "stalled more than {max_stalled} time(s): its lease expired while active (the worker died or hung)"
+                    );
+                    inner.fail_for_good(&id, reason.clone(), now);
+                    events.push((id.clone(), JobEventKind::Failed { reason }));
+                    report.failed.push(id);
+                } else {
+                    inner.requeue(&id, 0, now);
+                    report.requeued.push(id);
+                }
+            }
+        }
+        if !report.requeued.is_empty() {
+            self.wake();
+        }
+        self.publish(events);
+        Ok(report)
+    }
+
+    async fn progress(&self, id: &str, value: Value) -> Result<(), StoreError> {
+        {
+            let mut inner = self.lock();
+            let entry = inner
+                .jobs
+                .get_mut(id)
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            entry.job.progress = value.clone();
+        }
+        self.publish(vec![(id.to_string(), JobEventKind::Progress { value })]);
+        Ok(())
+    }
+
+    async fn log(&self, id: &str, line: String) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let entry = inner
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        entry.job.push_log(line);
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.jobs.get(id).map(|e| inner.visible(&e.job)))
+    }
+
+    async fn list(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let inner = self.lock();
+        let ready_paused = inner.paused;
+        let ids: Vec<&JobId> = match state {
+            JobState::Waiting if ready_paused => Vec::new(),
+            JobState::Prioritized if ready_paused => Vec::new(),
+            JobState::Waiting => inner.wait.iter().skip(offset).take(limit).collect(),
+            JobState::Prioritized => inner
+                .prioritized
+                .values()
+                .skip(offset)
+                .take(limit)
+                .collect(),
+            JobState::Paused if ready_paused => inner
+                .wait
+                .iter()
+                .chain(inner.prioritized.values())
+                .skip(offset)
+                .take(limit)
+                .collect(),
+            JobState::Paused => Vec::new(),
+            JobState::Delayed => inner.delayed.values().skip(offset).take(limit).collect(),
+            JobState::Completed => inner
+                .completed
+                .values()
+                .rev()
+                .skip(offset)
+                .take(limit)
+                .collect(),
+            JobState::Failed => inner
+                .failed
+                .values()
+                .rev()
+                .skip(offset)
+                .take(limit)
+                .collect(),
+            JobState::Active => {
+                let mut active: Vec<&JobId> = inner.active.iter().collect();
+                active.sort_by_key(|id| inner.jobs.get(*id).map_or(0, |e| e.seq));
+                active.into_iter().skip(offset).take(limit).collect()
+            }
+        };
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| inner.jobs.get(id).map(|e| inner.visible(&e.job)))
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let inner = self.lock();
+        let (waiting, prioritized) = (inner.wait.len() as u64, inner.prioritized.len() as u64);
+        let mut counts = Counts {
+            waiting,
+            active: inner.active.len() as u64,
+            delayed: inner.delayed.len() as u64,
+            prioritized,
+            completed: inner.completed.len() as u64,
+            failed: inner.failed.len() as u64,
+            paused: 0,
+        };
+        if inner.paused {
+            counts.paused = waiting + prioritized;
+            counts.waiting = 0;
+            counts.prioritized = 0;
+        }
+        Ok(counts)
+    }
+
+    async fn retry(&self, id: &str) -> Result<(), StoreError> {
+        {
+            let mut inner = self.lock();
+            let entry = inner
+                .jobs
+                .get(id)
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if entry.job.state != JobState::Failed {
+                return Err(StoreError::InvalidState {
+                    id: id.to_string(),
+                    state: entry.job.state.to_string(),
+                    hint: "only failed jobs can be retried".into(),
+                });
+            }
+            inner.unplace(id);
+            if let Some(entry) = inner.jobs.get_mut(id) {
+                entry.job.attempts_made = 0;
+                entry.job.stalled_count = 0;
+                entry.job.released_count = 0;
+                entry.job.failed_reason = None;
+                entry.job.finished_at = None;
+                entry.job.run_at = now_ms();
+                let ready = entry.job.ready_state();
+                inner.place(id, ready);
+            }
+        }
+        self.wake();
+        self.publish(vec![(id.to_string(), JobEventKind::Added)]);
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let removed = {
+            let mut inner = self.lock();
+            match inner.jobs.get(id) {
+                None => false,
+                Some(e) if e.job.state == JobState::Active => {
+                    return Err(StoreError::InvalidState {
+                        id: id.to_string(),
+                        state: "active".into(),
+                        hint: "an active job can be removed once it settles".into(),
+                    });
+                }
+                Some(_) => inner.delete(id),
+            }
+        };
+        if removed {
+            self.publish(vec![(id.to_string(), JobEventKind::Removed)]);
+        }
+        Ok(removed)
+    }
+
+    async fn clean(
+        &self,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
+        let mut inner = self.lock();
+        let old = |job: &Job| job.finished_at.unwrap_or(job.created_at) <= cutoff;
+        let victims: Vec<JobId> = match state {
+            JobState::Completed | JobState::Failed => {
+                let set = if state == JobState::Completed {
+                    &inner.completed
+                } else {
+                    &inner.failed
+                };
+                set.iter()
+                    .take_while(|((finished, _), _)| *finished <= cutoff)
+                    .take(limit)
+                    .map(|(_, id)| id.clone())
+                    .collect()
+            }
+            JobState::Active => Vec::new(),
+            _ => inner
+                .jobs
+                .values()
+                .filter(|e| {
+                    let s = e.job.state;
+                    let matches = s == state
+                        || (state == JobState::Paused
+                            && inner.paused
+                            && matches!(s, JobState::Waiting | JobState::Prioritized));
+                    matches && old(&e.job)
+                })
+                .take(limit)
+                .map(|e| e.job.id.clone())
+                .collect(),
+        };
+        for id in &victims {
+            inner.delete(id);
+        }
+        Ok(victims.len())
+    }
+
+    async fn pause(&self) -> Result<(), StoreError> {
+        self.lock().paused = true;
+        Ok(())
+    }
+
+    async fn resume(&self) -> Result<(), StoreError> {
+        self.lock().paused = false;
+        self.wake();
+        Ok(())
+    }
+
+    async fn is_paused(&self) -> Result<bool, StoreError> {
+        Ok(self.lock().paused)
+    }
+
+    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
+        let mut inner = self.lock();
+        let mut victims: Vec<JobId> = inner.wait.drain(..).collect();
+        victims.extend(std::mem::take(&mut inner.prioritized).into_values());
+        if include_delayed {
+            victims.extend(std::mem::take(&mut inner.delayed).into_values());
+        }
+        for id in &victims {
+            inner.jobs.remove(id);
+        }
+        Ok(victims.len())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,327 @@
+//! The queue store contract (ARCHITECTURE §3): one trait, kept by every backend, checked by
+//! one conformance suite (`conformance`, feature `testkit`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::job::{Job, JobId, JobState};
+use crate::options::JobOptions;
+
+/// A job to add: its name, payload and resolved options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// The job's name.
+    pub name: String,
+    /// The payload.
+    pub data: Value,
+    /// Options with defaults filled in.
+    pub options: JobOptions,
+}
+
+impl NewJob {
+    /// A job with the default options.
+    pub fn new(name: impl Into<String>, data: Value) -> NewJob {
+        NewJob {
+            name: name.into(),
+            data,
+            options: JobOptions::default(),
+        }
+    }
+
+    /// The same job with other options.
+    pub fn with_options(mut self, options: JobOptions) -> NewJob {
+        self.options = options;
+        self
+    }
+}
+
+/// What `add` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddResult {
+    /// The job's id.
+    pub id: JobId,
+    /// False when a job with this `job_id` already existed and was returned instead.
+    pub created: bool,
+}
+
+/// Proof that a worker holds a job's lease; settling needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseToken(pub u64);
+
+/// A job handed to a worker, with its lease.
+#[derive(Debug, Clone)]
+pub struct ActiveJob {
+    /// The job as it was when fetched.
+    pub job: Job,
+    /// The lease token to settle it with.
+    pub token: LeaseToken,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The processor returned this value.
+    Completed(Value),
+    /// The attempt failed; `retry: false` fails the job at once (unrecoverable).
+    Failed {
+        /// Why.
+        reason: String,
+        /// Whether attempts left may be used.
+        retry: bool,
+    },
+    /// Not finished at shutdown: back to waiting, the attempt not counted.
+    Released,
+}
+
+/// One job to settle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settlement {
+    /// The job.
+    pub id: JobId,
+    /// The lease token it was fetched with.
+    pub token: LeaseToken,
+    /// How the attempt ended.
+    pub outcome: Outcome,
+}
+
+/// What settling did to a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettleResult {
+    /// Now completed.
+    Completed,
+    /// Failed this attempt; will run again after `delay_ms`.
+    Retrying {
+        /// The backoff chosen.
+        delay_ms: u64,
+    },
+    /// Failed for good.
+    Failed {
+        /// The job as it ended (for alerts and events).
+        job: Box<Job>,
+    },
+    /// Handed back to waiting.
+    Released,
+    /// The token did not match: the lease was lost (expired and recovered, or the job removed).
+    /// The job was not touched.
+    LeaseLost,
+}
+
+/// Jobs per state. While the queue is paused, ready jobs count as `paused`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Ready, FIFO.
+    pub waiting: u64,
+    /// Running.
+    pub active: u64,
+    /// Waiting for a delay or backoff.
+    pub delayed: u64,
+    /// Ready, by priority.
+    pub prioritized: u64,
+    /// Finished and kept.
+    pub completed: u64,
+    /// Failed for good and kept.
+    pub failed: u64,
+    /// Ready but held by a pause.
+    pub paused: u64,
+}
+
+/// What `recover_expired` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoverReport {
+    /// Back to waiting (stall count + 1).
+    pub requeued: Vec<JobId>,
+    /// Failed for stalling more than `max_stalled` times.
+    pub failed: Vec<JobId>,
+}
+
+/// What happened to a job, published so that others can follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEvent {
+    /// The queue.
+    pub queue: String,
+    /// The job.
+    pub id: JobId,
+    /// What happened.
+    pub kind: JobEventKind,
+    /// When (ms since epoch).
+    pub at: u64,
+}
+
+/// The kinds of [`JobEvent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum JobEventKind {
+    /// Added (or moved back to waiting by `retry`).
+    Added,
+    /// Taken by a worker.
+    Active,
+    /// Progress reported.
+    Progress {
+        /// The value reported.
+        value: Value,
+    },
+    /// Completed.
+    Completed,
+    /// Failed for good.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Failed an attempt; will run again.
+    Retrying {
+        /// After this delay.
+        delay_ms: u64,
+    },
+    /// Its lease ran out and it was recovered.
+    Stalled,
+    /// Removed.
+    Removed,
+}
+
+/// A way for one worker to wait for work without polling.
+#[async_trait]
+pub trait WorkSignal: Send {
+    /// Returns when work may be ready (a job added, a delay due, the queue resumed) or after
+    /// `max_wait`, whichever is first. May return early; the caller just fetches again.
+    async fn wait(&mut self, max_wait: Duration) -> Result<(), StoreError>;
+}
+
+/// The store of one queue. Every method is atomic on its own; see ARCHITECTURE §3.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// The queue's name.
+    fn queue(&self) -> &str;
+
+    /// Adds one job; with a `job_id` that exists already, returns that job's id (`created: false`).
+    async fn add(&self, job: NewJob) -> Result<AddResult, StoreError> {
+        let mut results = self.add_bulk(vec![job]).await?;
+        results
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("add_bulk returned no result".into()))
+    }
+
+    /// Adds many jobs in one round trip, in order.
+    async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError>;
+
+    /// Promotes due delayed jobs, then leases up to `max` ready jobs (waiting first, then by
+    /// priority), counting an attempt for each. Returns nothing while the queue is paused.
+    async fn fetch(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ActiveJob>, StoreError>;
+
+    /// A signal for one worker to wait on between fetches.
+    fn work_signal(&self) -> Box<dyn WorkSignal>;
+
+    /// Extends the leases of these jobs; `false` where the token no longer holds.
+    async fn extend_leases(
+        &self,
+        leases: &[(JobId, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Settles many jobs in one round trip; a token that does not match leaves its job alone.
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<SettleResult>, StoreError>;
+
+    /// Completes one job.
+    async fn complete(
+        &self,
+        id: &str,
+        token: LeaseToken,
+        value: Value,
+    ) -> Result<SettleResult, StoreError> {
+        self.settle_one(id, token, Outcome::Completed(value)).await
+    }
+
+    /// Fails one attempt of a job; `retry: false` fails it for good.
+    async fn fail(
+        &self,
+        id: &str,
+        token: LeaseToken,
+        reason: String,
+        retry: bool,
+    ) -> Result<SettleResult, StoreError> {
+        self.settle_one(id, token, Outcome::Failed { reason, retry })
+            .await
+    }
+
+    /// Settles one job.
+    async fn settle_one(
+        &self,
+        id: &str,
+        token: LeaseToken,
+        outcome: Outcome,
+    ) -> Result<SettleResult, StoreError> {
+        let mut results = self
+            .settle(vec![Settlement {
+                id: id.to_string(),
+                token,
+                outcome,
+            }])
+            .await?;
+        results
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("settle returned no result".into()))
+    }
+
+    /// Puts active jobs whose lease ran out back to waiting (stall count + 1), or fails those
+    /// that stalled more than `max_stalled` times.
+    async fn recover_expired(&self, max_stalled: u32) -> Result<RecoverReport, StoreError>;
+
+    /// Records progress for a job.
+    async fn progress(&self, id: &str, value: Value) -> Result<(), StoreError>;
+
+    /// Appends a log line to a job.
+    async fn log(&self, id: &str, line: String) -> Result<(), StoreError>;
+
+    /// One job, if it exists.
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs in one state: ready ones in run order, delayed by due time, finished newest first.
+    async fn list(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Jobs per state.
+    async fn counts(&self) -> Result<Counts, StoreError>;
+
+    /// Moves a failed job back to waiting with a fresh attempt budget.
+    async fn retry(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Removes a job that is not active; `false` if there was none.
+    async fn remove(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Removes up to `limit` jobs in `state` that finished (or were added) more than
+    /// `older_than` ago; returns how many.
+    async fn clean(
+        &self,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// Stops `fetch` from handing out jobs, for every worker of this queue.
+    async fn pause(&self) -> Result<(), StoreError>;
+
+    /// Lets `fetch` hand out jobs again.
+    async fn resume(&self) -> Result<(), StoreError>;
+
+    /// Whether the queue is paused.
+    async fn is_paused(&self) -> Result<bool, StoreError>;
+
+    /// Removes every waiting and prioritized job, and the delayed ones if asked; returns how many.
+    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError>;
+
+    /// Follows this queue's job events.
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+}
