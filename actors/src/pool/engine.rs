@@ -1,0 +1,360 @@
+//! The pool's loop: fetch up to the free slots in one call, run each job in its own task,
+//! settle finished jobs in batches, heartbeat leases, recover expired ones, rebuild crashed
+//! slots after a growing delay, and drain on stop.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::json;
+use stagehand_core::processor::run_attempt;
+use stagehand_core::{
+    ActiveJob, AttemptResult, JobContext, JobId, LeaseToken, Outcome, Processor, QueueStore,
+    SettleResult, Settlement, StoreError,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep, interval_at, sleep, sleep_until};
+
+use super::{PoolExit, PoolSpec};
+use crate::alert::{Alert, AlertActor, AlertKind, Severity, raise};
+use crate::config::PoolSettings;
+use crate::supervision::{RestartDecision, RestartPolicy};
+
+/// How long a pool that gave up waits for its other jobs before handing them back.
+const ESCALATION_GRACE: Duration = Duration::from_secs(5);
+
+struct Running {
+    token: LeaseToken,
+    abort: AbortHandle,
+}
+
+struct Finished {
+    id: JobId,
+    token: LeaseToken,
+    attempt: u32,
+    result: AttemptResult,
+}
+
+pub(super) struct Engine {
+    queue: String,
+    worker: String,
+    store: Arc<dyn QueueStore>,
+    processor: Arc<dyn Processor>,
+    settings: PoolSettings,
+    slots: RestartPolicy,
+    alerts: Addr<AlertActor>,
+    errors: ExponentialBackoff,
+    running: HashMap<JobId, Running>,
+    free: usize,
+    restarting: FuturesUnordered<Pin<Box<Sleep>>>,
+    exit: Option<PoolExit>,
+    drain_by: Option<Instant>,
+}
+
+fn error_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+impl Engine {
+    pub(super) fn new(spec: &PoolSpec, alerts: Addr<AlertActor>) -> Self {
+        let queue = spec.store.queue().to_string();
+        Engine {
+            worker: format!("{}:{}:{:08x}", queue, std::process::id(), fastrand::u32(..)),
+            queue,
+            store: Arc::clone(&spec.store),
+            processor: Arc::clone(&spec.processor),
+            settings: spec.settings.clone(),
+            slots: RestartPolicy::new(spec.supervision),
+            alerts,
+            errors: error_backoff(),
+            running: HashMap::new(),
+            free: spec.settings.concurrency,
+            restarting: FuturesUnordered::new(),
+            exit: None,
+            drain_by: None,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<Option<Duration>>) -> PoolExit {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let mut finished: Vec<Finished> = Vec::new();
+        let mut signal = self.store.work_signal();
+        let start = Instant::now();
+        let mut heartbeat = interval_at(start + self.settings.heartbeat, self.settings.heartbeat);
+        let mut stalled = interval_at(start, self.settings.stalled_check);
+        loop {
+            while let Ok(f) = done_rx.try_recv() {
+                finished.push(f);
+            }
+            if !finished.is_empty() {
+                let batch = std::mem::take(&mut finished);
+                if let Err((batch, err)) = self.settle(batch).await {
+                    finished = batch;
+                    self.pause_after(err, "settle").await;
+                    continue;
+                }
+            }
+            if self.drain_by.is_some() && self.running.is_empty() {
+                return self.exit.unwrap_or(PoolExit::Stopped);
+            }
+            if self.drain_by.is_none() && self.free > 0 {
+                let max = self.free.min(self.settings.fetch_batch);
+                match self
+                    .store
+                    .fetch(&self.worker, max, self.settings.lease)
+                    .await
+                {
+                    Ok(jobs) if !jobs.is_empty() => {
+                        self.errors = error_backoff();
+                        for job in jobs {
+                            self.spawn(job, &done_tx);
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        self.pause_after(err, "fetch").await;
+                        continue;
+                    }
+                }
+            }
+            let can_take = self.drain_by.is_none() && self.free > 0;
+            let drain_by = self
+                .drain_by
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                Some(f) = done_rx.recv() => finished.push(f),
+                _ = signal.wait(self.settings.idle_wait), if can_take => {}
+                Some(()) = self.restarting.next(), if !self.restarting.is_empty() => self.free += 1,
+                _ = heartbeat.tick() => self.heartbeat().await,
+                _ = stalled.tick() => self.recover().await,
+                changed = stop.changed(), if self.drain_by.is_none() => {
+                    let grace = if changed.is_ok() { (*stop.borrow()).unwrap_or_default() } else { Duration::ZERO };
+                    tracing::info!(queue = %self.queue, active = self.running.len(), grace_ms = grace.as_millis() as u64, "pool draining");
+                    self.drain_by = Some(Instant::now() + grace);
+                }
+                _ = sleep_until(drain_by), if self.drain_by.is_some() => {
+                    while let Ok(f) = done_rx.try_recv() {
+                        finished.push(f);
+                    }
+                    let batch = std::mem::take(&mut finished);
+                    if let Err((_, err)) = self.settle(batch).await {
+                        tracing::warn!(queue = %self.queue, error = %err, "could not settle at shutdown; leases will expire and recovery will requeue");
+                    }
+                    self.release_all().await;
+                    return self.exit.unwrap_or(PoolExit::Stopped);
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, active: ActiveJob, done: &mpsc::UnboundedSender<Finished>) {
+        let ActiveJob { job, token } = active;
+        let id = job.id.clone();
+        let attempt = job.attempts_made;
+        let ctx = JobContext::new(job, Arc::clone(&self.store));
+        let processor = Arc::clone(&self.processor);
+        let done = done.clone();
+        let task_id = id.clone();
+        let handle = tokio::spawn(async move {
+            let result = run_attempt(processor.as_ref(), ctx).await;
+            // The loop only drops its receiver when it has stopped caring.
+            let _ = done.send(Finished {
+                id: task_id,
+                token,
+                attempt,
+                result,
+            });
+        });
+        self.free -= 1;
+        self.running.insert(
+            id,
+            Running {
+                token,
+                abort: handle.abort_handle(),
+            },
+        );
+    }
+
+    /// Settles a batch in one store call; on a store error, hands the batch back to retry.
+    async fn settle(&mut self, batch: Vec<Finished>) -> Result<(), (Vec<Finished>, StoreError)> {
+        let settlements = batch
+            .iter()
+            .map(|f| Settlement {
+                id: f.id.clone(),
+                token: f.token,
+                outcome: f.result.outcome.clone(),
+            })
+            .collect();
+        let results = match self.store.settle(settlements).await {
+            Ok(results) => results,
+            Err(err) => return Err((batch, err)),
+        };
+        self.errors = error_backoff();
+        for (f, result) in batch.into_iter().zip(results) {
+            self.running.remove(&f.id);
+            self.after_settle(&f, result);
+            match &f.result.panic {
+                Some(message) => self.slot_crashed(&f, message),
+                None => self.free += 1,
+            }
+        }
+        Ok(())
+    }
+
+    fn after_settle(&self, f: &Finished, result: SettleResult) {
+        let queue = &self.queue;
+        match result {
+            SettleResult::Completed => {
+                tracing::debug!(queue, job_id = %f.id, attempt = f.attempt, "job completed")
+            }
+            SettleResult::Retrying { delay_ms } => {
+                tracing::info!(queue, job_id = %f.id, attempt = f.attempt, delay_ms, reason = failure_reason(&f.result.outcome), "job attempt failed; retrying")
+            }
+            SettleResult::Failed { job } => {
+                let reason = job.failed_reason.clone().unwrap_or_default();
+                tracing::warn!(queue, job_id = %f.id, attempt = f.attempt, reason = %reason, "job failed");
+                if job.options.priority == 1 {
+                    let alert = Alert::new(
+                        AlertKind::JobFailed,
+                        Severity::High,
+                        queue,
+                        format!("critical job {} ({}) failed: {reason}", job.id, job.name),
+                    )
+                    .job(&job.id)
+                    .details(json!({ "name": job.name, "attempts": job.attempts_made, "reason": reason }));
+                    raise(&self.alerts, alert);
+                }
+            }
+            SettleResult::Released => tracing::info!(queue, job_id = %f.id, "job handed back"),
+            SettleResult::LeaseLost => {
+                tracing::warn!(queue, job_id = %f.id, attempt = f.attempt, "lease lost before settling; the job was recovered elsewhere and its result dropped")
+            }
+        }
+    }
+
+    /// A panic crashed a worker slot: alert, and rebuild the slot after a delay unless the
+    /// restart intensity is exceeded, in which case the pool gives up and escalates.
+    fn slot_crashed(&mut self, f: &Finished, message: &str) {
+        let alert = Alert::new(
+            AlertKind::ProcessorPanic,
+            Severity::High,
+            &self.queue,
+            format!("processor panicked on job {}: {message}", f.id),
+        )
+        .job(&f.id)
+        .details(json!({ "attempt": f.attempt, "panic": message }));
+        raise(&self.alerts, alert);
+        match self.slots.on_failure(std::time::Instant::now()) {
+            RestartDecision::Restart(delay) => {
+                tracing::warn!(queue = %self.queue, job_id = %f.id, delay_ms = delay.as_millis() as u64, "worker slot crashed; rebuilding");
+                self.restarting.push(Box::pin(sleep(delay)));
+            }
+            RestartDecision::GiveUp { restarts, within } => {
+                if self.exit.is_some() {
+                    return;
+                }
+                let alert = Alert::new(
+                    AlertKind::PoolIntensityExceeded,
+                    Severity::Critical,
+                    &self.queue,
+                    format!(
+                        "pool '{}' crashed {restarts} times within {} s; escalating to the supervisor",
+                        self.queue,
+                        within.as_secs_f64()
+                    ),
+                )
+                .details(json!({ "restarts": restarts, "within_ms": within.as_millis() as u64 }));
+                raise(&self.alerts, alert);
+                self.exit = Some(PoolExit::IntensityExceeded { restarts, within });
+                let by = Instant::now() + ESCALATION_GRACE;
+                self.drain_by = Some(self.drain_by.map_or(by, |d| d.min(by)));
+            }
+        }
+    }
+
+    async fn heartbeat(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let leases: Vec<(JobId, LeaseToken)> = self
+            .running
+            .iter()
+            .map(|(id, r)| (id.clone(), r.token))
+            .collect();
+        match self.store.extend_leases(&leases, self.settings.lease).await {
+            Ok(held) => {
+                for ((id, _), held) in leases.iter().zip(held) {
+                    if !held {
+                        tracing::warn!(queue = %self.queue, job_id = %id, "lease lost while running");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(queue = %self.queue, error = %err, "heartbeat failed"),
+        }
+    }
+
+    async fn recover(&mut self) {
+        match self.store.recover_expired(self.settings.max_stalled).await {
+            Ok(report) if !(report.requeued.is_empty() && report.failed.is_empty()) => {
+                tracing::warn!(queue = %self.queue, requeued = report.requeued.len(), failed = report.failed.len(), "recovered jobs whose lease expired");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(queue = %self.queue, error = %err, "recovering expired leases failed")
+            }
+        }
+    }
+
+    /// Aborts what is still running and hands it back to the queue.
+    async fn release_all(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let settlements: Vec<Settlement> = self
+            .running
+            .drain()
+            .map(|(id, r)| {
+                r.abort.abort();
+                Settlement {
+                    id,
+                    token: r.token,
+                    outcome: Outcome::Released,
+                }
+            })
+            .collect();
+        let n = settlements.len();
+        match self.store.settle(settlements).await {
+            Ok(_) => {
+                tracing::warn!(queue = %self.queue, released = n, "grace period over; unfinished jobs handed back")
+            }
+            Err(err) => {
+                tracing::warn!(queue = %self.queue, error = %err, "could not hand jobs back; their leases will expire and recovery will requeue them")
+            }
+        }
+    }
+
+    async fn pause_after(&mut self, err: StoreError, during: &str) {
+        let delay = self.errors.next().unwrap_or(Duration::from_secs(5));
+        tracing::warn!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
+        sleep(delay).await;
+    }
+}
+
+fn failure_reason(outcome: &Outcome) -> &str {
+    match outcome {
+        Outcome::Failed { reason, .. } => reason,
+        _ => "",
+    }
+}

@@ -1,0 +1,304 @@
+//! The QueueActor (one per queue: add, get, list, retry, remove, pause, counts) and the
+//! `QueueHandle` the API and embedding apps talk to it through.
+//!
+//! Every message carries its own reply channel and is sent with `try_send`, so a full mailbox
+//! answers [`QueueError::Busy`] at once instead of queueing without bound. The actor handles
+//! one message at a time (`ctx.wait`), so its mailbox is real back-pressure.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use actix::dev::SendError;
+use actix::prelude::*;
+use stagehand_core::{
+    AddResult, Counts, Job, JobOptions, JobState, NewJob, QueueStore, StoreError,
+};
+use tokio::sync::oneshot;
+
+/// The reply channel every queue message carries.
+pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Why a queue call failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue actor's mailbox is full: the caller should back off and try again.
+    #[error("queue '{queue}' is busy: its mailbox of {capacity} messages is full; retry later")]
+    Busy {
+        /// The queue.
+        queue: String,
+        /// Its mailbox capacity.
+        capacity: usize,
+    },
+    /// The queue actor is not running (shutting down).
+    #[error("queue '{queue}' is not running (the runtime is shutting down)")]
+    Stopped {
+        /// The queue.
+        queue: String,
+    },
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A queue's size and state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStatus {
+    /// Whether it is paused.
+    pub paused: bool,
+    /// Jobs per state.
+    pub counts: Counts,
+}
+
+macro_rules! queue_message {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* } -> $out:ty) => {
+        $(#[$doc])*
+        #[derive(Message)]
+        #[rtype(result = "()")]
+        pub struct $name {
+            $(#[allow(missing_docs)] pub $field: $ty,)*
+            /// Where the answer goes.
+            pub reply: Reply<$out>,
+        }
+    };
+}
+
+queue_message!(/// Adds jobs (one or many) in order.
+    AddJobs { jobs: Vec<NewJob> } -> Vec<AddResult>);
+queue_message!(/// Reads one job.
+    GetJob { id: String } -> Option<Job>);
+queue_message!(/// Lists jobs in one state.
+    ListJobs { state: JobState, offset: usize, limit: usize } -> Vec<Job>);
+queue_message!(/// Reads the queue's counts and pause state.
+    GetStatus {} -> QueueStatus);
+queue_message!(/// Moves a failed job back to waiting.
+    RetryJob { id: String } -> ());
+queue_message!(/// Removes a job that is not active.
+    RemoveJob { id: String } -> bool);
+queue_message!(/// Pauses (true) or resumes (false) the queue.
+    SetPaused { paused: bool } -> ());
+
+/// The actor in front of one queue's store.
+pub struct QueueActor {
+    store: Arc<dyn QueueStore>,
+    mailbox: usize,
+}
+
+impl QueueActor {
+    /// An actor for `store` with this mailbox capacity.
+    pub fn new(store: Arc<dyn QueueStore>, mailbox: usize) -> Self {
+        QueueActor { store, mailbox }
+    }
+
+    /// Runs `work` to completion before the next message, then sends its answer.
+    fn answer<T: 'static>(
+        &self,
+        ctx: &mut Context<Self>,
+        reply: Reply<T>,
+        work: impl Future<Output = Result<T, StoreError>> + 'static,
+    ) {
+        ctx.wait(actix::fut::wrap_future::<_, Self>(async move {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = reply.send(work.await);
+        }));
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+    }
+}
+
+impl actix::Supervised for QueueActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!(queue = self.store.queue(), "queue actor restarting");
+    }
+}
+
+impl Handler<AddJobs> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: AddJobs, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(
+            ctx,
+            msg.reply,
+            async move { store.add_bulk(msg.jobs).await },
+        );
+    }
+}
+
+impl Handler<GetJob> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: GetJob, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move { store.get(&msg.id).await });
+    }
+}
+
+impl Handler<ListJobs> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: ListJobs, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            store.list(msg.state, msg.offset, msg.limit).await
+        });
+    }
+}
+
+impl Handler<GetStatus> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: GetStatus, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            Ok(QueueStatus {
+                paused: store.is_paused().await?,
+                counts: store.counts().await?,
+            })
+        });
+    }
+}
+
+impl Handler<RetryJob> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: RetryJob, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move { store.retry(&msg.id).await });
+    }
+}
+
+impl Handler<RemoveJob> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: RemoveJob, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move { store.remove(&msg.id).await });
+    }
+}
+
+impl Handler<SetPaused> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: SetPaused, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            if msg.paused {
+                store.pause().await
+            } else {
+                store.resume().await
+            }
+        });
+    }
+}
+
+/// A cheap, cloneable handle on one queue.
+#[derive(Clone)]
+pub struct QueueHandle {
+    name: Arc<str>,
+    defaults: Arc<JobOptions>,
+    mailbox: usize,
+    addr: Addr<QueueActor>,
+}
+
+impl std::fmt::Debug for QueueHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandle")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl QueueHandle {
+    pub(crate) fn new(
+        name: &str,
+        defaults: JobOptions,
+        mailbox: usize,
+        addr: Addr<QueueActor>,
+    ) -> Self {
+        QueueHandle {
+            name: name.into(),
+            defaults: Arc::new(defaults),
+            mailbox,
+            addr,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The options a job gets where it sets none.
+    pub fn defaults(&self) -> &JobOptions {
+        &self.defaults
+    }
+
+    async fn call<M, T>(&self, make: impl FnOnce(Reply<T>) -> M) -> Result<T, QueueError>
+    where
+        M: Message<Result = ()> + Send + 'static,
+        QueueActor: Handler<M>,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.addr.try_send(make(tx)).map_err(|err| match err {
+            SendError::Full(_) => QueueError::Busy {
+                queue: self.name.to_string(),
+                capacity: self.mailbox,
+            },
+            SendError::Closed(_) => QueueError::Stopped {
+                queue: self.name.to_string(),
+            },
+        })?;
+        let answer = rx.await.map_err(|_| QueueError::Stopped {
+            queue: self.name.to_string(),
+        })?;
+        Ok(answer?)
+    }
+
+    /// Adds jobs in order; returns one result per job.
+    pub async fn add(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, QueueError> {
+        self.call(|reply| AddJobs { jobs, reply }).await
+    }
+
+    /// Reads one job.
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, QueueError> {
+        let id = id.to_string();
+        self.call(|reply| GetJob { id, reply }).await
+    }
+
+    /// Lists jobs in one state.
+    pub async fn list(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Job>, QueueError> {
+        self.call(|reply| ListJobs {
+            state,
+            offset,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// The queue's counts and pause state.
+    pub async fn status(&self) -> Result<QueueStatus, QueueError> {
+        self.call(|reply| GetStatus { reply }).await
+    }
+
+    /// Moves a failed job back to waiting.
+    pub async fn retry(&self, id: &str) -> Result<(), QueueError> {
+        let id = id.to_string();
+        self.call(|reply| RetryJob { id, reply }).await
+    }
+
+    /// Removes a job that is not active; `false` if there was none.
+    pub async fn remove(&self, id: &str) -> Result<bool, QueueError> {
+        let id = id.to_string();
+        self.call(|reply| RemoveJob { id, reply }).await
+    }
+
+    /// Pauses or resumes the queue for every worker.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
+        self.call(|reply| SetPaused { paused, reply }).await
+    }
+}
