@@ -1,1 +1,5 @@
-fn main() {}
+//! The `stagehand` binary: `stagehand serve`, and admin commands over the HTTP API.
+
+fn main() -> std::process::ExitCode {
+    stagehand::cli::main()
+}

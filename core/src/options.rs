@@ -235,10 +235,12 @@ impl OptionsError {
 
 fn in_range(field: &'static str, value: i64, min: i64, max: i64) -> Result<i64, OptionsError> {
     if value < min || value > max {
-        return Err(OptionsError::new(
-            field,
-            format!("must be between {min} and {max}, got {value}"),
-        ));
+        let range = if max == i64::MAX {
+            format!("must be at least {min}")
+        } else {
+            format!("must be between {min} and {max}")
+        };
+        return Err(OptionsError::new(field, format!("{range}, got {value}")));
     }
     Ok(value)
 }

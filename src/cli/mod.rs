@@ -1,0 +1,131 @@
+//! The command line: `stagehand serve`, and admin commands that talk to a running server.
+
+mod admin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+/// An actor-based job runtime: durable queues, processor pools, supervision.
+#[derive(Debug, Parser)]
+#[command(name = "stagehand", version, about)]
+pub struct Cli {
+    /// The server admin commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "STAGEHAND_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (memory store and HTTP on 127.0.0.1:8080 unless configured otherwise).
+    Serve {
+        /// A TOML settings file.
+        #[arg(long, env = "STAGEHAND_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen here instead of `http.bind`.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Add a job; prints its id.
+    Enqueue {
+        /// The queue.
+        queue: String,
+        /// The job's name.
+        name: String,
+        /// The job's data, as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Run it after this long (e.g. 5s, 1m, 250ms).
+        #[arg(long, value_parser = parse_duration)]
+        delay: Option<Duration>,
+        /// Its priority (lower runs first; 0 = none).
+        #[arg(long)]
+        priority: Option<i64>,
+        /// Attempts in all.
+        #[arg(long)]
+        attempts: Option<i64>,
+        /// A job id of your own (adding it again returns the same job).
+        #[arg(long)]
+        job_id: Option<String>,
+    },
+    /// Print a job as JSON.
+    Job {
+        /// The queue.
+        queue: String,
+        /// The job's id.
+        id: String,
+    },
+    /// Print the counts of every queue, or of one.
+    Stats {
+        /// Only this queue.
+        queue: Option<String>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration such as 5s, 1m or 250ms: {e}"))
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, bind } => serve(config, bind),
+        command => admin::run(&cli.server, command),
+    }
+}
+
+fn serve(file: Option<PathBuf>, bind: Option<String>) -> ExitCode {
+    let mut settings = match config::load(file.as_deref(), std::env::vars()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("stagehand: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(bind) = bind {
+        settings.http.bind = bind;
+        if let Err(err) = settings.validate() {
+            eprintln!("stagehand: --bind: {err}");
+            return ExitCode::from(2);
+        }
+    }
+    init_tracing(&settings.log.filter);
+    let system = actix_web::rt::System::new();
+    match system.block_on(crate::service::serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "stagehand stopped");
+            eprintln!("stagehand: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,328 @@
+//! The service's settings: one TOML file plus `STAGEHAND_*` environment overrides, typed with
+//! serde and validated at start with errors that name the key. With no file at all the
+//! defaults run: memory store, HTTP on 127.0.0.1:8080, the seed's four queues.
+
+mod env;
+mod load;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use stagehand_actors::{MailboxConfig, PoolSettings, SupervisionConfig};
+use stagehand_core::{Backoff, JobOptionsInput, Retention};
+
+pub use load::{ConfigError, load};
+
+/// Everything the service can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP API.
+    pub http: HttpSettings,
+    /// Where queues keep their jobs.
+    pub store: StoreSettings,
+    /// Where processors read and write files.
+    pub storage: StorageSettings,
+    /// Job options every queue starts from.
+    pub defaults: JobOptionsInput,
+    /// The queues, by name.
+    pub queues: BTreeMap<String, QueueSettings>,
+    /// Actor tuning.
+    pub actors: ActorSettings,
+    /// Restart limits for pools and their worker slots.
+    pub supervision: SupervisionSettings,
+    /// Where alerts go.
+    pub alerts: AlertSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// Largest request body accepted, in bytes (larger answers 413).
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `memory` (the embedded default; nothing survives a restart).
+    pub backend: String,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The local directory processors read from and write to.
+    pub path: PathBuf,
+}
+
+/// `[queues.NAME]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// The built-in processor that runs its jobs; empty = the one named like the queue, if any.
+    /// A queue with no processor accepts jobs and keeps them waiting.
+    pub processor: String,
+    /// Job options for this queue, over `[defaults]`.
+    pub defaults: JobOptionsInput,
+    /// Lease length; a job whose worker stops heartbeating is recovered after it.
+    pub lease_ms: u64,
+    /// Stalls a job may have before it fails.
+    pub max_stalled: u32,
+}
+
+/// `[actors]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActorSettings {
+    /// `[actors.mailbox]`: mailbox capacity per actor kind.
+    pub mailbox: MailboxSettings,
+}
+
+/// `[actors.mailbox]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxSettings {
+    /// The runtime supervisor's.
+    pub supervisor: usize,
+    /// Each queue actor's; a full one answers 503.
+    pub queue: usize,
+    /// Each processor pool's.
+    pub pool: usize,
+    /// The alert actor's.
+    pub alert: usize,
+}
+
+/// `[supervision]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionSettings {
+    /// Restarts allowed within `within_ms` before giving up.
+    pub max_restarts: u32,
+    /// The intensity window.
+    pub within_ms: u64,
+    /// First restart delay.
+    pub min_delay_ms: u64,
+    /// Longest restart delay.
+    pub max_delay_ms: u64,
+}
+
+/// `[alerts]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// POST each alert as JSON here (empty = no webhook).
+    pub webhook_url: String,
+    /// Drop repeats of an alert (same kind, queue, job) within this window.
+    pub dedup_window_ms: u64,
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long active jobs may take to finish after SIGTERM before they are handed back.
+    pub grace_ms: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `stagehand=debug,info` (`RUST_LOG` wins).
+    pub filter: String,
+}
+
+/// The seed's queues and their concurrency.
+pub const SEED_QUEUES: [(&str, usize); 4] = [
+    ("email", 5),
+    ("image-processing", 3),
+    ("model-processing", 2),
+    ("export", 3),
+];
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            http: HttpSettings::default(),
+            store: StoreSettings::default(),
+            storage: StorageSettings::default(),
+            defaults: JobOptionsInput {
+                attempts: Some(3),
+                backoff: Some(Backoff::Exponential {
+                    delay_ms: 1000,
+                    jitter: 0.0,
+                    max_delay_ms: None,
+                }),
+                remove_on_complete: Some(Retention::Keep {
+                    count: Some(100),
+                    age_ms: None,
+                }),
+                remove_on_fail: Some(Retention::Keep {
+                    count: Some(1000),
+                    age_ms: None,
+                }),
+                ..JobOptionsInput::default()
+            },
+            queues: SEED_QUEUES
+                .iter()
+                .map(|(name, concurrency)| {
+                    let queue = QueueSettings {
+                        concurrency: *concurrency,
+                        ..QueueSettings::default()
+                    };
+                    (name.to_string(), queue)
+                })
+                .collect(),
+            actors: ActorSettings::default(),
+            supervision: SupervisionSettings::default(),
+            alerts: AlertSettings::default(),
+            shutdown: ShutdownSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            bind: "127.0.0.1:8080".into(),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            backend: "memory".into(),
+        }
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings {
+            path: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            concurrency: 1,
+            processor: String::new(),
+            defaults: JobOptionsInput::default(),
+            lease_ms: 30_000,
+            max_stalled: 1,
+        }
+    }
+}
+
+impl Default for MailboxSettings {
+    fn default() -> Self {
+        let d = MailboxConfig::default();
+        MailboxSettings {
+            supervisor: d.supervisor,
+            queue: d.queue,
+            pool: d.pool,
+            alert: d.alert,
+        }
+    }
+}
+
+impl Default for SupervisionSettings {
+    fn default() -> Self {
+        let d = SupervisionConfig::default();
+        SupervisionSettings {
+            max_restarts: d.max_restarts,
+            within_ms: d.within.as_millis() as u64,
+            min_delay_ms: d.min_delay.as_millis() as u64,
+            max_delay_ms: d.max_delay.as_millis() as u64,
+        }
+    }
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            webhook_url: String::new(),
+            dedup_window_ms: 60_000,
+        }
+    }
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { grace_ms: 30_000 }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Mailbox capacities for the actors.
+    pub fn mailbox(&self) -> MailboxConfig {
+        let m = &self.actors.mailbox;
+        MailboxConfig {
+            supervisor: m.supervisor,
+            queue: m.queue,
+            pool: m.pool,
+            alert: m.alert,
+        }
+    }
+
+    /// Restart limits for the actors.
+    pub fn supervision(&self) -> SupervisionConfig {
+        let s = &self.supervision;
+        SupervisionConfig {
+            max_restarts: s.max_restarts,
+            within: Duration::from_millis(s.within_ms),
+            min_delay: Duration::from_millis(s.min_delay_ms),
+            max_delay: Duration::from_millis(s.max_delay_ms),
+        }
+    }
+
+    /// The shutdown grace period.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown.grace_ms)
+    }
+}
+
+impl QueueSettings {
+    /// Pool settings for this queue.
+    pub fn pool(&self) -> PoolSettings {
+        let lease = Duration::from_millis(self.lease_ms);
+        PoolSettings {
+            lease,
+            heartbeat: lease / 3,
+            stalled_check: lease / 2,
+            max_stalled: self.max_stalled,
+            ..PoolSettings::with_concurrency(self.concurrency)
+        }
+    }
+}

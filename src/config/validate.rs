@@ -1,0 +1,146 @@
+//! Checks that go beyond types, each naming its key.
+
+use std::net::SocketAddr;
+
+use stagehand_core::{JobOptions, JobOptionsInput};
+
+use super::load::ConfigError;
+use super::{QueueSettings, Settings};
+use crate::processors::BUILTIN;
+
+/// The longest queue name accepted.
+pub const MAX_QUEUE_NAME: usize = 64;
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn resolve(
+    key: &str,
+    input: &JobOptionsInput,
+    base: &JobOptions,
+) -> Result<JobOptions, ConfigError> {
+    input
+        .resolve(base)
+        .map_err(|e| ConfigError::invalid(format!("{key}.{}", e.field), e.problem))
+}
+
+/// Checks a queue name: 1 to 64 of `A-Z a-z 0-9 _ -`.
+pub fn check_queue_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_QUEUE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "queue names are 1 to {MAX_QUEUE_NAME} characters of A-Z, a-z, 0-9, '_' and '-'"
+        ))
+    }
+}
+
+impl Settings {
+    /// The job options every queue starts from.
+    pub fn base_options(&self) -> Result<JobOptions, ConfigError> {
+        resolve("defaults", &self.defaults, &JobOptions::default())
+    }
+
+    /// The processor a queue runs, if any.
+    pub fn processor_of<'a>(&self, name: &'a str, queue: &'a QueueSettings) -> Option<&'a str> {
+        if !queue.processor.is_empty() {
+            Some(queue.processor.as_str())
+        } else {
+            BUILTIN.contains(&name).then_some(name)
+        }
+    }
+
+    /// Checks every value, naming the first bad key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http.bind.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::invalid(
+                "http.bind",
+                format!("'{}' is not an address: {e}", self.http.bind),
+            )
+        })?;
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "http.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.store.backend != "memory" {
+            return Err(ConfigError::invalid(
+                "store.backend",
+                format!(
+                    "unknown backend '{}'; this build has: memory",
+                    self.store.backend
+                ),
+            ));
+        }
+        let base = self.base_options()?;
+        if self.queues.is_empty() {
+            return Err(ConfigError::invalid(
+                "queues",
+                "at least one queue is needed",
+            ));
+        }
+        for (name, queue) in &self.queues {
+            let key = format!("queues.{name}");
+            check_queue_name(name).map_err(|p| ConfigError::invalid(&key, p))?;
+            positive(&format!("{key}.concurrency"), queue.concurrency as u64)?;
+            if queue.concurrency > 10_000 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.concurrency"),
+                    "must be at most 10000",
+                ));
+            }
+            if queue.lease_ms < 100 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.lease_ms"),
+                    "must be at least 100",
+                ));
+            }
+            resolve(&format!("{key}.defaults"), &queue.defaults, &base)?;
+            if !queue.processor.is_empty() && !BUILTIN.contains(&queue.processor.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.processor"),
+                    format!(
+                        "unknown processor '{}'; built in: {}",
+                        queue.processor,
+                        BUILTIN.join(", ")
+                    ),
+                ));
+            }
+        }
+        let m = &self.actors.mailbox;
+        for (key, value) in [
+            ("actors.mailbox.supervisor", m.supervisor),
+            ("actors.mailbox.queue", m.queue),
+            ("actors.mailbox.pool", m.pool),
+            ("actors.mailbox.alert", m.alert),
+        ] {
+            positive(key, value as u64)?;
+        }
+        let s = &self.supervision;
+        positive("supervision.within_ms", s.within_ms)?;
+        if s.max_delay_ms < s.min_delay_ms {
+            return Err(ConfigError::invalid(
+                "supervision.max_delay_ms",
+                "must not be less than supervision.min_delay_ms",
+            ));
+        }
+        let url = &self.alerts.webhook_url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "alerts.webhook_url",
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(())
+    }
+}

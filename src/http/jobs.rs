@@ -1,0 +1,159 @@
+//! Job routes: add, add in bulk, show, list, retry, remove.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stagehand_core::{JobOptions, JobOptionsInput, JobState, NewJob};
+
+use super::{ApiError, ApiState};
+
+/// Most jobs in one bulk request.
+const MAX_BULK: usize = 10_000;
+/// Most jobs one list request returns.
+const MAX_LIST: usize = 1000;
+/// The longest job name accepted, in bytes.
+const MAX_NAME: usize = 256;
+
+/// A job to add, as the API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JobRequest {
+    name: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    options: JobOptionsInput,
+}
+
+impl JobRequest {
+    fn into_job(self, defaults: &JobOptions, at: &str) -> Result<NewJob, ApiError> {
+        if self.name.is_empty() || self.name.len() > MAX_NAME {
+            return Err(ApiError::BadRequest(format!(
+                "{at}name: must be 1 to {MAX_NAME} bytes"
+            )));
+        }
+        let options = self
+            .options
+            .resolve(defaults)
+            .map_err(|e| ApiError::BadRequest(format!("{at}{e}")))?;
+        Ok(NewJob {
+            name: self.name,
+            data: self.data,
+            options,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BulkRequest {
+    jobs: Vec<JobRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    state: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+pub(super) async fn add(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Json<JobRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = state.queue(&path)?;
+    let job = body.into_inner().into_job(queue.defaults(), "")?;
+    let added = queue
+        .add(vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::BadRequest("nothing was added".into()))?;
+    let body = json!({ "id": added.id, "created": added.created });
+    Ok(if added.created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+pub(super) async fn add_bulk(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Json<BulkRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = state.queue(&path)?;
+    let requests = body.into_inner().jobs;
+    if requests.is_empty() || requests.len() > MAX_BULK {
+        return Err(ApiError::BadRequest(format!(
+            "jobs: give 1 to {MAX_BULK} jobs"
+        )));
+    }
+    let jobs = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.into_job(queue.defaults(), &format!("jobs[{i}].")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let added = queue.add(jobs).await?;
+    let ids: Vec<String> = added.into_iter().map(|a| a.id).collect();
+    Ok(HttpResponse::Created().json(json!({ "ids": ids })))
+}
+
+pub(super) async fn show(
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, id) = path.into_inner();
+    match state.queue(&name)?.get(&id).await? {
+        Some(job) => Ok(HttpResponse::Ok().json(job)),
+        None => Err(ApiError::UnknownJob { queue: name, id }),
+    }
+}
+
+pub(super) async fn list(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = state.queue(&path)?;
+    let query = query.into_inner();
+    let job_state: JobState = query
+        .state
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("state: required (waiting, delayed, prioritized, active, completed, failed, paused)".into()))?
+        .parse()
+        .map_err(ApiError::BadRequest)?;
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIST {
+        return Err(ApiError::BadRequest(format!(
+            "limit: must be 1 to {MAX_LIST}"
+        )));
+    }
+    let jobs = queue.list(job_state, query.offset, limit).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "state": job_state, "offset": query.offset, "limit": limit, "jobs": jobs,
+    })))
+}
+
+pub(super) async fn retry(
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, id) = path.into_inner();
+    state.queue(&name)?.retry(&id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "state": "waiting" })))
+}
+
+pub(super) async fn remove(
+    state: web::Data<ApiState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, id) = path.into_inner();
+    if state.queue(&name)?.remove(&id).await? {
+        Ok(HttpResponse::Ok().json(json!({ "id": id, "removed": true })))
+    } else {
+        Err(ApiError::UnknownJob { queue: name, id })
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP API (actix-web): a [`scope`] any actix-web app can mount. JSON everywhere; errors
+//! are `{"error": "...", "detail": "..."}` with a 4xx/5xx status.
+
+mod error;
+mod jobs;
+mod queues;
+
+use actix_web::{HttpResponse, Scope, web};
+use serde_json::json;
+use stagehand_actors::RuntimeHandle;
+
+pub use error::ApiError;
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    runtime: RuntimeHandle,
+    max_body_bytes: usize,
+}
+
+impl ApiState {
+    /// The API over `runtime`, refusing bodies over `max_body_bytes` with 413.
+    pub fn new(runtime: RuntimeHandle, max_body_bytes: usize) -> Self {
+        ApiState {
+            runtime,
+            max_body_bytes,
+        }
+    }
+
+    fn queue(&self, name: &str) -> Result<&stagehand_actors::QueueHandle, ApiError> {
+        self.runtime.queue(name).ok_or_else(|| {
+            let known: Vec<&str> = self.runtime.queues().map(|q| q.name()).collect();
+            ApiError::UnknownQueue {
+                name: name.to_string(),
+                known: known.join(", "),
+            }
+        })
+    }
+}
+
+/// The API's routes under `path` (`""` for the root): `/api/...`, `/health`, `/ready`.
+pub fn scope(path: &str, state: ApiState) -> Scope {
+    let json_config = web::JsonConfig::default()
+        .limit(state.max_body_bytes)
+        .error_handler(error::json_error);
+    let query_config = web::QueryConfig::default().error_handler(error::query_error);
+    web::scope(path)
+        .app_data(web::Data::new(state))
+        .app_data(json_config)
+        .app_data(query_config)
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/api/queues", web::get().to(queues::list))
+        .route("/api/queues/{queue}", web::get().to(queues::show))
+        .route("/api/queues/{queue}/pause", web::post().to(queues::pause))
+        .route("/api/queues/{queue}/resume", web::post().to(queues::resume))
+        .route("/api/queues/{queue}/jobs", web::post().to(jobs::add))
+        .route("/api/queues/{queue}/jobs", web::get().to(jobs::list))
+        .route(
+            "/api/queues/{queue}/jobs/bulk",
+            web::post().to(jobs::add_bulk),
+        )
+        .route("/api/queues/{queue}/jobs/{id}", web::get().to(jobs::show))
+        .route(
+            "/api/queues/{queue}/jobs/{id}",
+            web::delete().to(jobs::remove),
+        )
+        .route(
+            "/api/queues/{queue}/jobs/{id}/retry",
+            web::post().to(jobs::retry),
+        )
+}
+
+/// A JSON 404 for paths no route matches (use as the app's `default_service`).
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "error": "not_found",
+        "detail": format!("no route for {} {}", req.method(), req.path()),
+    }))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// Ready while no pool has been given up on.
+async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    let pools = state.runtime.pool_states().await;
+    let down: Vec<&String> = pools
+        .iter()
+        .filter(|(_, s)| **s == stagehand_actors::supervisor::PoolState::GaveUp)
+        .map(|(name, _)| name)
+        .collect();
+    if down.is_empty() {
+        HttpResponse::Ok().json(json!({ "status": "ready", "pools": pools }))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "error": "pools_down",
+            "detail": format!("processor pools given up on: {down:?}"),
+            "pools": pools,
+        }))
+    }
+}

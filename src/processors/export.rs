@@ -1,0 +1,204 @@
+//! The `export` processor: writes records (given in the job, or read from a storage key) as
+//! CSV, JSON Lines or a JSON array to storage, reporting progress, and returns where it wrote.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use stagehand_core::{JobContext, ProcessError, Processor};
+
+use crate::storage::{Storage, StorageError};
+
+/// Records between two progress reports.
+const PROGRESS_EVERY: usize = 1000;
+
+/// The output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// Comma-separated values with a header row; records must be objects.
+    Csv,
+    /// One JSON value per line.
+    Jsonl,
+    /// One JSON array.
+    Json,
+}
+
+impl ExportFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Json => "json",
+        }
+    }
+}
+
+/// An export job's data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportJob {
+    /// How to write the records.
+    pub format: ExportFormat,
+    /// The records, inline.
+    #[serde(default)]
+    pub records: Option<Vec<Value>>,
+    /// Or a storage key holding a JSON array or JSON Lines.
+    #[serde(default)]
+    pub input_key: Option<String>,
+    /// Where to write; default `exports/{job id}.{ext}`.
+    #[serde(default)]
+    pub output_key: Option<String>,
+    /// CSV columns in order; default every key, in order of first appearance.
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+}
+
+/// Writes exports to a [`Storage`].
+#[derive(Debug, Clone)]
+pub struct ExportProcessor {
+    storage: Storage,
+}
+
+impl ExportProcessor {
+    /// An export processor writing to `storage`.
+    pub fn new(storage: Storage) -> Self {
+        ExportProcessor { storage }
+    }
+
+    async fn records(&self, job: &ExportJob) -> Result<Vec<Value>, ProcessError> {
+        match (&job.records, &job.input_key) {
+            (Some(records), None) => Ok(records.clone()),
+            (None, Some(key)) => {
+                let bytes = self.storage.get(key).await.map_err(storage_error)?;
+                parse_records(&bytes)
+            }
+            (Some(_), Some(_)) => Err(ProcessError::unrecoverable(
+                "give either records or input_key, not both",
+            )),
+            (None, None) => Err(ProcessError::unrecoverable(
+                "give records (inline) or input_key (a storage key)",
+            )),
+        }
+    }
+}
+
+fn storage_error(err: StorageError) -> ProcessError {
+    match err {
+        StorageError::Backend(_) | StorageError::Directory { .. } => {
+            ProcessError::retry(err.to_string())
+        }
+        StorageError::InvalidKey { .. } | StorageError::NotFound(_) => {
+            ProcessError::unrecoverable(err.to_string())
+        }
+    }
+}
+
+/// A JSON array, or JSON Lines.
+fn parse_records(bytes: &[u8]) -> Result<Vec<Value>, ProcessError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ProcessError::unrecoverable(format!("input is not UTF-8: {e}")))?;
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text)
+            .map_err(|e| ProcessError::unrecoverable(format!("input is not a JSON array: {e}")));
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                ProcessError::unrecoverable(format!("input line {} is not JSON: {e}", n + 1))
+            })
+        })
+        .collect()
+}
+
+/// A CSV cell: strings as they are, null as empty, other values as JSON text.
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn columns_of(records: &[Value]) -> Result<Vec<String>, ProcessError> {
+    let mut columns: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (n, record) in records.iter().enumerate() {
+        let object = as_object(record, n)?;
+        for key in object.keys() {
+            if seen.insert(key.as_str()) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    Ok(columns)
+}
+
+fn as_object(record: &Value, n: usize) -> Result<&Map<String, Value>, ProcessError> {
+    record.as_object().ok_or_else(|| {
+        ProcessError::unrecoverable(format!("record {n} is not an object; CSV needs objects"))
+    })
+}
+
+#[async_trait]
+impl Processor for ExportProcessor {
+    async fn process(&self, ctx: JobContext) -> Result<Value, ProcessError> {
+        let job: ExportJob = ctx.data()?;
+        let output_key = job
+            .output_key
+            .clone()
+            .unwrap_or_else(|| format!("exports/{}.{}", ctx.id(), job.format.extension()));
+        let records = self.records(&job).await?;
+        ctx.progress(10).await?;
+        let total = records.len().max(1);
+        let mut out: Vec<u8> = Vec::new();
+        match job.format {
+            ExportFormat::Csv => {
+                let columns = match &job.columns {
+                    Some(c) => c.clone(),
+                    None => columns_of(&records)?,
+                };
+                let mut writer = csv::Writer::from_writer(&mut out);
+                writer
+                    .write_record(&columns)
+                    .map_err(|e| ProcessError::retry(e.to_string()))?;
+                for (n, record) in records.iter().enumerate() {
+                    let object = as_object(record, n)?;
+                    writer
+                        .write_record(columns.iter().map(|c| cell(object.get(c))))
+                        .map_err(|e| ProcessError::retry(e.to_string()))?;
+                    if (n + 1) % PROGRESS_EVERY == 0 {
+                        ctx.progress(10 + 80 * (n + 1) / total).await?;
+                    }
+                }
+                writer.flush()?;
+            }
+            ExportFormat::Jsonl => {
+                for (n, record) in records.iter().enumerate() {
+                    serde_json::to_writer(&mut out, record)?;
+                    out.push(b'\n');
+                    if (n + 1) % PROGRESS_EVERY == 0 {
+                        ctx.progress(10 + 80 * (n + 1) / total).await?;
+                    }
+                }
+            }
+            ExportFormat::Json => serde_json::to_writer(&mut out, &records)?,
+        }
+        ctx.progress(90).await?;
+        let bytes = out.len();
+        self.storage
+            .put(&output_key, Bytes::from(out))
+            .await
+            .map_err(storage_error)?;
+        ctx.progress(100).await?;
+        tracing::info!(job_id = ctx.id(), output_key = %output_key, records = records.len(), bytes, "export written");
+        Ok(json!({
+            "output_key": output_key,
+            "format": job.format.extension(),
+            "records": records.len(),
+            "bytes": bytes,
+        }))
+    }
+}
