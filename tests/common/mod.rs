@@ -1,0 +1,282 @@
+//! Shared test helpers: the real `stagehand` binary on a free port, the API of an in-process
+//! runtime on a real HTTP server, and waiting on conditions (never on fixed sleeps).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any condition may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// A JSON HTTP client for one server.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Api {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// GET, returning status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST raw bytes as JSON.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("DELETE");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Adds a job; returns its id.
+    pub async fn add(&self, queue: &str, body: Value) -> String {
+        let (status, answer) = self.post(&format!("/api/queues/{queue}/jobs"), &body).await;
+        assert_eq!(status, 201, "{answer}");
+        answer["id"].as_str().expect("id").to_string()
+    }
+
+    /// A job as JSON.
+    pub async fn job(&self, queue: &str, id: &str) -> Value {
+        let (status, job) = self.get(&format!("/api/queues/{queue}/jobs/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        job
+    }
+
+    /// Waits until a job is in `state`; returns it.
+    pub async fn wait_state(&self, queue: &str, id: &str, state: &str) -> Value {
+        eventually(&format!("job {id} to be {state}"), || async {
+            let job = self.job(queue, id).await;
+            (job["state"] == state).then_some(job)
+        })
+        .await
+    }
+
+    /// A queue's counts.
+    pub async fn counts(&self, queue: &str) -> Value {
+        let (status, q) = self.get(&format!("/api/queues/{queue}")).await;
+        assert_eq!(status, 200, "{q}");
+        q["counts"].clone()
+    }
+}
+
+/// The `stagehand` binary serving on a free port from its own temporary directory.
+pub struct Service {
+    pub api: Api,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// The path of the built `stagehand` binary.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stagehand"))
+}
+
+impl Service {
+    /// Starts `stagehand serve` with this TOML as its config file, on a free port (set via
+    /// `STAGEHAND_HTTP_BIND`) and a storage directory of its own, and waits until `/health`
+    /// answers. Fails with the service's log if it exits instead.
+    pub async fn start(toml: &str) -> Service {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let path = dir.path().join("stagehand.toml");
+        std::fs::write(&path, toml).expect("write config");
+        let log = std::fs::File::create(dir.path().join("stagehand.log")).expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .env("STAGEHAND_HTTP_BIND", format!("127.0.0.1:{port}"))
+            .env("STAGEHAND_STORAGE_PATH", dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn stagehand");
+        let mut service = Service {
+            api: Api::new(format!("http://127.0.0.1:{port}")),
+            dir,
+            port,
+            child: Some(child),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/health", service.api.base)).await
+                && r.status().is_success()
+            {
+                return service;
+            }
+            if let Some(child) = service.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "stagehand exited with {status} before serving:\n{}",
+                    service.log()
+                );
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "stagehand never answered /health:\n{}",
+                service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The service's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stagehand.log")).unwrap_or_default()
+    }
+
+    /// A file the service wrote under its storage directory.
+    pub fn data_file(&self, key: &str) -> PathBuf {
+        self.dir.path().join("data").join(key)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        eventually("the service to exit", || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await
+    }
+
+    /// Runs the binary's CLI against this service.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .env("STAGEHAND_SERVER", &self.api.base)
+            .output()
+            .expect("run the CLI")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `stagehand serve` with `args` and `env`, expecting it to refuse to start; returns
+/// its exit code and stderr.
+pub fn refused_start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("run stagehand serve");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Serves the API of an in-process runtime on a real HTTP server on a free port. Call inside
+/// an actix system (`#[actix_web::test]`).
+pub fn serve_api(
+    runtime: stagehand::actors::RuntimeHandle,
+    max_body_bytes: usize,
+) -> (Api, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpServer, web};
+    let state = stagehand::http::ApiState::new(runtime, max_body_bytes);
+    let server = HttpServer::new(move || {
+        App::new()
+            .service(stagehand::http::scope("", state.clone()))
+            .default_service(web::to(stagehand::http::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (Api::new(format!("http://{addr}")), handle)
+}
