@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::job::Job;
@@ -79,6 +80,7 @@ impl<E: std::error::Error> From<E> for ProcessError {
 pub struct JobContext {
     job: Job,
     store: Arc<dyn QueueStore>,
+    shutdown: Option<watch::Receiver<bool>>,
 }
 
 impl fmt::Debug for JobContext {
@@ -92,7 +94,35 @@ impl fmt::Debug for JobContext {
 impl JobContext {
     /// The context of one attempt of `job`, reporting to `store`.
     pub fn new(job: Job, store: Arc<dyn QueueStore>) -> Self {
-        JobContext { job, store }
+        JobContext {
+            job,
+            store,
+            shutdown: None,
+        }
+    }
+
+    /// The same context, told about shutdown through `signal` (true once the pool drains).
+    pub fn with_shutdown(mut self, signal: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(signal);
+        self
+    }
+
+    /// Whether the pool has begun shutting down: a long job may checkpoint and return early.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Resolves once the pool begins shutting down (never, outside a pool).
+    pub async fn shutdown_requested(&self) {
+        match &self.shutdown {
+            Some(signal) => {
+                let mut signal = signal.clone();
+                if signal.wait_for(|draining| *draining).await.is_err() {
+                    // The pool is gone: that is a shutdown too.
+                }
+            }
+            None => std::future::pending().await,
+        }
     }
 
     /// The job as it was when this attempt started.

@@ -55,6 +55,7 @@ pub(super) struct Engine {
     restarting: FuturesUnordered<Pin<Box<Sleep>>>,
     exit: Option<PoolExit>,
     drain_by: Option<Instant>,
+    draining: watch::Sender<bool>,
 }
 
 fn error_backoff() -> ExponentialBackoff {
@@ -83,6 +84,7 @@ impl Engine {
             restarting: FuturesUnordered::new(),
             exit: None,
             drain_by: None,
+            draining: watch::channel(false).0,
         }
     }
 
@@ -143,6 +145,7 @@ impl Engine {
                     let grace = if changed.is_ok() { (*stop.borrow()).unwrap_or_default() } else { Duration::ZERO };
                     tracing::info!(queue = %self.queue, active = self.running.len(), grace_ms = grace.as_millis() as u64, "pool draining");
                     self.drain_by = Some(Instant::now() + grace);
+                    self.draining.send_replace(true);
                 }
                 _ = sleep_until(drain_by), if self.drain_by.is_some() => {
                     while let Ok(f) = done_rx.try_recv() {
@@ -163,7 +166,8 @@ impl Engine {
         let ActiveJob { job, token } = active;
         let id = job.id.clone();
         let attempt = job.attempts_made;
-        let ctx = JobContext::new(job, Arc::clone(&self.store));
+        let ctx =
+            JobContext::new(job, Arc::clone(&self.store)).with_shutdown(self.draining.subscribe());
         let processor = Arc::clone(&self.processor);
         let done = done.clone();
         let task_id = id.clone();
@@ -280,6 +284,7 @@ impl Engine {
                 self.exit = Some(PoolExit::IntensityExceeded { restarts, within });
                 let by = Instant::now() + ESCALATION_GRACE;
                 self.drain_by = Some(self.drain_by.map_or(by, |d| d.min(by)));
+                self.draining.send_replace(true);
             }
         }
     }
