@@ -191,6 +191,10 @@ impl Handler<SetPaused> for QueueActor {
 }
 
 /// A cheap, cloneable handle on one queue.
+///
+/// Calls through one handle share its mailbox slot: once the mailbox is full they are refused
+/// with [`QueueError::Busy`]. As with any actix address, each clone may place one message past
+/// the capacity before it too is refused, so the bound is the capacity plus the clones in use.
 #[derive(Clone)]
 pub struct QueueHandle {
     name: Arc<str>,
