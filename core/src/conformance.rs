@@ -290,7 +290,7 @@ pub async fn expired_leases_are_recovered(store: Store) {
     loop {
         let report = store.recover_expired(1).await.expect("recover");
         if !report.requeued.is_empty() {
-            assert_eq!(report.requeued, [added.id.clone()]);
+            assert_eq!(report.requeued, std::slice::from_ref(&added.id));
             break;
         }
         assert!(start.elapsed() < PATIENCE, "lease never expired");

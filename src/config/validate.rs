@@ -135,7 +135,7 @@ impl Settings {
             ));
         }
         let url = &self.alerts.webhook_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ConfigError::invalid(
                 "alerts.webhook_url",
                 "must start with http:// or https://",
