@@ -29,7 +29,7 @@ fn with(f: impl FnOnce(&mut JobOptions)) -> JobOptions {
 
 async fn fetch_names(store: &Store, max: usize) -> Vec<String> {
     let got = store.fetch("w", max, LEASE).await.expect("fetch");
-    got.into_iter().map(|a| a.job.name).collect()
+    got.into_iter().map(|a| a.job.name.clone()).collect()
 }
 
 /// Fetches until something comes back or patience runs out (for delays and expiries).

@@ -44,7 +44,9 @@ impl Shared {
 }
 
 struct Entry {
-    job: Job,
+    /// Shared with the worker running it, so a fetch hands it out without a deep copy;
+    /// changed through `Arc::make_mut`, which copies only while a worker still holds it.
+    job: Arc<Job>,
     /// Orders the job within its current state; set on every placement.
     seq: u64,
     lease: Option<Lease>,
@@ -131,7 +133,7 @@ impl Inner {
             return;
         };
         entry.seq = seq;
-        entry.job.state = state;
+        Arc::make_mut(&mut entry.job).state = state;
         let id = id.to_string();
         match state {
             JobState::Waiting => {
@@ -266,7 +268,7 @@ impl Inner {
     /// Ends the running attempt of an active job.
     fn end_attempt(entry: &mut Entry, now: u64, outcome: AttemptOutcome, error: Option<String>) {
         entry.lease = None;
-        if let Some(last) = entry.job.history.last_mut()
+        if let Some(last) = Arc::make_mut(&mut entry.job).history.last_mut()
             && last.outcome == AttemptOutcome::Running
         {
             last.finished_at = Some(now);
@@ -279,10 +281,11 @@ impl Inner {
     fn fail_for_good(&mut self, id: &str, reason: String, now: u64) -> Option<Job> {
         self.unplace(id);
         let entry = self.jobs.get_mut(id)?;
-        entry.job.failed_reason = Some(reason);
-        entry.job.finished_at = Some(now);
+        let job = Arc::make_mut(&mut entry.job);
+        job.failed_reason = Some(reason);
+        job.finished_at = Some(now);
         let keep = entry.job.options.remove_on_fail;
-        let mut ended = entry.job.clone();
+        let mut ended = Job::clone(&entry.job);
         ended.state = JobState::Failed;
         if keep == Retention::RemoveAll {
             self.jobs.remove(id);
@@ -300,7 +303,7 @@ impl Inner {
             return false;
         };
         let state = if delay_ms > 0 {
-            entry.job.run_at = now + delay_ms;
+            Arc::make_mut(&mut entry.job).run_at = now + delay_ms;
             JobState::Delayed
         } else {
             entry.job.ready_state()
@@ -325,9 +328,10 @@ impl Inner {
         match s.outcome {
             Outcome::Completed(value) => {
                 Self::end_attempt(entry, now, AttemptOutcome::Completed, None);
-                entry.job.return_value = Some(value);
-                entry.job.finished_at = Some(now);
-                entry.job.failed_reason = None;
+                let job = Arc::make_mut(&mut entry.job);
+                job.return_value = Some(value);
+                job.finished_at = Some(now);
+                job.failed_reason = None;
                 let keep = entry.job.options.remove_on_complete;
                 self.unplace(&s.id);
                 if keep == Retention::RemoveAll {
@@ -344,8 +348,8 @@ impl Inner {
                 let used = entry.job.failures_budget_used();
                 if retry && used < entry.job.options.attempts {
                     let delay_ms = entry.job.options.backoff.delay_ms(used);
-                    entry.job.failed_reason = Some(reason);
-                    if let Some(last) = entry.job.history.last_mut() {
+                    Arc::make_mut(&mut entry.job).failed_reason = Some(reason);
+                    if let Some(last) = Arc::make_mut(&mut entry.job).history.last_mut() {
                         last.retry_delay_ms = Some(delay_ms);
                     }
                     *woke |= self.requeue(&s.id, delay_ms, now);
@@ -368,7 +372,7 @@ impl Inner {
             }
             Outcome::Released => {
                 Self::end_attempt(entry, now, AttemptOutcome::Released, None);
-                entry.job.released_count += 1;
+                Arc::make_mut(&mut entry.job).released_count += 1;
                 *woke |= self.requeue(&s.id, 0, now);
                 SettleResult::Released
             }
@@ -453,7 +457,7 @@ impl QueueStore for MemoryStore {
                 inner.jobs.insert(
                     id.clone(),
                     Entry {
-                        job,
+                        job: Arc::new(job),
                         seq: 0,
                         lease: None,
                     },
@@ -499,12 +503,13 @@ impl QueueStore for MemoryStore {
                     continue;
                 };
                 entry.seq = seq;
-                entry.job.state = JobState::Active;
-                entry.job.attempts_made += 1;
-                entry.job.processed_at = Some(now);
                 entry.lease = Some(Lease { token, deadline });
-                entry.job.history.push(AttemptRecord {
-                    attempt: entry.job.attempts_made,
+                let job = Arc::make_mut(&mut entry.job);
+                job.state = JobState::Active;
+                job.attempts_made += 1;
+                job.processed_at = Some(now);
+                job.history.push(AttemptRecord {
+                    attempt: job.attempts_made,
                     worker: worker.to_string(),
                     started_at: now,
                     finished_at: None,
@@ -513,7 +518,7 @@ impl QueueStore for MemoryStore {
                     retry_delay_ms: None,
                 });
                 out.push(ActiveJob {
-                    job: entry.job.clone(),
+                    job: Arc::clone(&entry.job),
                     token,
                 });
                 inner.active.insert(id);
@@ -605,7 +610,7 @@ impl QueueStore for MemoryStore {
                     AttemptOutcome::Stalled,
                     Some("lease expired".into()),
                 );
-                entry.job.stalled_count += 1;
+                Arc::make_mut(&mut entry.job).stalled_count += 1;
                 events.push((id.clone(), JobEventKind::Stalled));
                 if entry.job.stalled_count > max_stalled {
                     let reason = format!(
@@ -634,7 +639,7 @@ impl QueueStore for MemoryStore {
                 .jobs
                 .get_mut(id)
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            entry.job.progress = value.clone();
+            Arc::make_mut(&mut entry.job).progress = value.clone();
         }
         self.publish(vec![(id.to_string(), JobEventKind::Progress { value })]);
         Ok(())
@@ -646,7 +651,7 @@ impl QueueStore for MemoryStore {
             .jobs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        entry.job.push_log(line);
+        Arc::make_mut(&mut entry.job).push_log(line);
         Ok(())
     }
 
@@ -744,12 +749,13 @@ impl QueueStore for MemoryStore {
             }
             inner.unplace(id);
             if let Some(entry) = inner.jobs.get_mut(id) {
-                entry.job.attempts_made = 0;
-                entry.job.stalled_count = 0;
-                entry.job.released_count = 0;
-                entry.job.failed_reason = None;
-                entry.job.finished_at = None;
-                entry.job.run_at = now_ms();
+                let job = Arc::make_mut(&mut entry.job);
+                job.attempts_made = 0;
+                job.stalled_count = 0;
+                job.released_count = 0;
+                job.failed_reason = None;
+                job.finished_at = None;
+                job.run_at = now_ms();
                 let ready = entry.job.ready_state();
                 inner.place(id, ready);
             }

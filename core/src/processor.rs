@@ -78,7 +78,7 @@ impl<E: std::error::Error> From<E> for ProcessError {
 
 /// What a processor gets for one attempt: the job, and a way to report progress and logs.
 pub struct JobContext {
-    job: Job,
+    job: Arc<Job>,
     store: Arc<dyn QueueStore>,
     shutdown: Option<watch::Receiver<bool>>,
 }
@@ -93,7 +93,7 @@ impl fmt::Debug for JobContext {
 
 impl JobContext {
     /// The context of one attempt of `job`, reporting to `store`.
-    pub fn new(job: Job, store: Arc<dyn QueueStore>) -> Self {
+    pub fn new(job: Arc<Job>, store: Arc<dyn QueueStore>) -> Self {
         JobContext {
             job,
             store,

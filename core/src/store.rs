@@ -1,6 +1,7 @@
 //! The queue store contract (ARCHITECTURE §3): one trait, kept by every backend, checked by
 //! one conformance suite (`conformance`, feature `testkit`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,7 +58,7 @@ pub struct LeaseToken(pub u64);
 #[derive(Debug, Clone)]
 pub struct ActiveJob {
     /// The job as it was when fetched.
-    pub job: Job,
+    pub job: Arc<Job>,
     /// The lease token to settle it with.
     pub token: LeaseToken,
 }
