@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use stagehand::actors::{PoolSettings, QueueSpec, Runtime};
-use stagehand::core::{JobContext, JobOptions, MemoryStore, NewJob, QueueStore, Retention, processor_fn};
+use stagehand::core::{
+    JobContext, JobOptions, MemoryStore, NewJob, QueueStore, Retention, processor_fn,
+};
 
 const JOBS: usize = 100_000;
 const BATCH: usize = 1_000;
@@ -23,7 +25,9 @@ fn jobs() -> Vec<Vec<NewJob>> {
     (0..JOBS / BATCH)
         .map(|b| {
             (0..BATCH)
-                .map(|i| NewJob::new("noop", json!({ "n": b * BATCH + i })).with_options(options.clone()))
+                .map(|i| {
+                    NewJob::new("noop", json!({ "n": b * BATCH + i })).with_options(options.clone())
+                })
                 .collect()
         })
         .collect()
@@ -44,7 +48,12 @@ async fn drain(store: Arc<MemoryStore>) -> Duration {
     };
     let start = Instant::now();
     let runtime = Runtime::builder()
-        .queue(QueueSpec::new("bench").store(store.clone()).settings(settings).processor(Arc::new(noop)))
+        .queue(
+            QueueSpec::new("bench")
+                .store(store.clone())
+                .settings(settings)
+                .processor(Arc::new(noop)),
+        )
         .start();
     loop {
         let c = store.counts().await.expect("counts");
@@ -60,11 +69,15 @@ async fn drain(store: Arc<MemoryStore>) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory_store");
-    group.sample_size(10).throughput(Throughput::Elements(JOBS as u64));
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(JOBS as u64));
 
     group.bench_function("add_bulk_100k_in_batches_of_1000", |b| {
         b.iter_custom(|iters| {
-            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let store = MemoryStore::new("bench");

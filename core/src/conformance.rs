@@ -129,8 +129,8 @@ pub async fn job_id_is_idempotent(store: Store) {
     let again = store.add(job("b").with_options(opts)).await.expect("add");
     assert!(first.created);
     assert!(!again.created);
-    assert_eq!(first.id, "order-42");
-    assert_eq!(again.id, "order-42");
+    assert_eq!(&*first.id, "order-42");
+    assert_eq!(&*again.id, "order-42");
     assert_eq!(store.counts().await.expect("counts").waiting, 1);
     let kept = store.get("order-42").await.expect("get").expect("exists");
     assert_eq!(kept.name, "a");
@@ -336,7 +336,7 @@ pub async fn heartbeats_extend_held_leases(store: Store) {
     let leases = [
         (a.job.id.clone(), a.token),
         (a.job.id.clone(), LeaseToken(a.token.0 + 1)),
-        ("nope".to_string(), a.token),
+        ("nope".into(), a.token),
     ];
     let held = store.extend_leases(&leases, LEASE).await.expect("extend");
     assert_eq!(held, [true, false, false]);

@@ -1,12 +1,15 @@
 //! The job model: what a job is, which state it is in, and what each attempt did.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::options::JobOptions;
 
 /// A job's id: generated ids are decimal numbers; custom ids (`job_id`) may not be.
-pub type JobId = String;
+/// Shared (`Arc<str>`), since the store, the worker and the events all hold it.
+pub type JobId = Arc<str>;
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -97,7 +100,7 @@ pub struct AttemptRecord {
     /// 1-based attempt number.
     pub attempt: u32,
     /// The worker that ran it.
-    pub worker: String,
+    pub worker: Arc<str>,
     /// When it started (ms since epoch).
     pub started_at: u64,
     /// When it ended, if it has.

@@ -134,7 +134,7 @@ impl Inner {
         };
         entry.seq = seq;
         Arc::make_mut(&mut entry.job).state = state;
-        let id = id.to_string();
+        let id = Arc::clone(&entry.job.id);
         match state {
             JobState::Waiting => {
                 if entry.job.options.lifo {
@@ -178,7 +178,7 @@ impl Inner {
         let seq = entry.seq;
         match entry.job.state {
             JobState::Waiting | JobState::Paused => {
-                if let Some(pos) = self.wait.iter().position(|w| w == id) {
+                if let Some(pos) = self.wait.iter().position(|w| &**w == id) {
                     self.wait.remove(pos);
                 }
             }
@@ -426,19 +426,19 @@ impl QueueStore for MemoryStore {
             inner.jobs.reserve(jobs.len());
             for new in jobs {
                 if let Some(custom) = &new.options.job_id
-                    && inner.jobs.contains_key(custom)
+                    && let Some((existing, _)) = inner.jobs.get_key_value(custom.as_str())
                 {
                     results.push(AddResult {
-                        id: custom.clone(),
+                        id: Arc::clone(existing),
                         created: false,
                     });
                     continue;
                 }
-                let id = match &new.options.job_id {
-                    Some(custom) => custom.clone(),
+                let id: JobId = match &new.options.job_id {
+                    Some(custom) => custom.as_str().into(),
                     None => {
                         inner.next_id += 1;
-                        inner.next_id.to_string()
+                        inner.next_id.to_string().into()
                     }
                 };
                 let job = Job::new(
@@ -486,6 +486,7 @@ impl QueueStore for MemoryStore {
         let now = now_ms();
         let deadline = now + lease.as_millis() as u64;
         let mut out = Vec::new();
+        let worker: Arc<str> = worker.into();
         {
             let mut inner = self.lock();
             if inner.paused {
@@ -510,7 +511,7 @@ impl QueueStore for MemoryStore {
                 job.processed_at = Some(now);
                 job.history.push(AttemptRecord {
                     attempt: job.attempts_made,
-                    worker: worker.to_string(),
+                    worker: Arc::clone(&worker),
                     started_at: now,
                     finished_at: None,
                     outcome: AttemptOutcome::Running,
@@ -641,7 +642,7 @@ impl QueueStore for MemoryStore {
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             Arc::make_mut(&mut entry.job).progress = value.clone();
         }
-        self.publish(vec![(id.to_string(), JobEventKind::Progress { value })]);
+        self.publish(vec![(id.into(), JobEventKind::Progress { value })]);
         Ok(())
     }
 
@@ -761,7 +762,7 @@ impl QueueStore for MemoryStore {
             }
         }
         self.wake();
-        self.publish(vec![(id.to_string(), JobEventKind::Added)]);
+        self.publish(vec![(id.into(), JobEventKind::Added)]);
         Ok(())
     }
 
@@ -781,7 +782,7 @@ impl QueueStore for MemoryStore {
             }
         };
         if removed {
-            self.publish(vec![(id.to_string(), JobEventKind::Removed)]);
+            self.publish(vec![(id.into(), JobEventKind::Removed)]);
         }
         Ok(removed)
     }

@@ -262,7 +262,7 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<SettleResult, StoreError> {
         let mut results = self
             .settle(vec![Settlement {
-                id: id.to_string(),
+                id: id.into(),
                 token,
                 outcome,
             }])

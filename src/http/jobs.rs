@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stagehand_core::{JobOptions, JobOptionsInput, JobState, NewJob};
+use stagehand_core::{JobId, JobOptions, JobOptionsInput, JobState, NewJob};
 
 use super::{ApiError, ApiState};
 
@@ -97,7 +97,7 @@ pub(super) async fn add_bulk(
         .map(|(i, r)| r.into_job(queue.defaults(), &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let added = queue.add(jobs).await?;
-    let ids: Vec<String> = added.into_iter().map(|a| a.id).collect();
+    let ids: Vec<JobId> = added.into_iter().map(|a| a.id).collect();
     Ok(HttpResponse::Created().json(json!({ "ids": ids })))
 }
 
