@@ -125,8 +125,8 @@ fn recorder() -> (Arc<Mutex<Vec<String>>>, impl stagehand::core::Processor) {
     (seen, processor)
 }
 
-#[actix_web::test]
-async fn jobs_run_by_priority_then_in_order() {
+/// A runtime with one queue `q` that runs one job at a time through a [`recorder`].
+fn one_at_a_time() -> (Arc<Mutex<Vec<String>>>, stagehand::actors::RuntimeHandle) {
     let (seen, processor) = recorder();
     let runtime = Runtime::builder()
         .queue(
@@ -135,6 +135,12 @@ async fn jobs_run_by_priority_then_in_order() {
                 .processor(Arc::new(processor)),
         )
         .start();
+    (seen, runtime)
+}
+
+#[actix_web::test]
+async fn jobs_run_by_priority_then_in_order() {
+    let (seen, runtime) = one_at_a_time();
     let (api, _server) = serve_api(runtime.clone(), LIMIT);
     api.post("/api/queues/q/pause", &json!({})).await;
     let jobs = [
@@ -174,14 +180,7 @@ async fn jobs_run_by_priority_then_in_order() {
 
 #[actix_web::test]
 async fn a_delayed_job_runs_after_its_delay() {
-    let (seen, processor) = recorder();
-    let runtime = Runtime::builder()
-        .queue(
-            QueueSpec::new("q")
-                .concurrency(1)
-                .processor(Arc::new(processor)),
-        )
-        .start();
+    let (seen, runtime) = one_at_a_time();
     let (api, _server) = serve_api(runtime.clone(), LIMIT);
     let late = api
         .add("q", json!({"name": "late", "options": {"delay_ms": 300}}))

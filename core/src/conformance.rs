@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::job::{AttemptOutcome, JobState};
 use crate::options::{Backoff, JobOptions, Retention};
-use crate::store::{LeaseToken, NewJob, Outcome, QueueStore, SettleResult};
+use crate::store::{LeaseToken, NewJob, Outcome, QueueStore, RecoverReport, SettleResult};
 
 type Store = Arc<dyn QueueStore>;
 
@@ -43,6 +43,24 @@ async fn fetch_eventually(store: &Store, lease: Duration) -> Vec<crate::store::A
         }
         assert!(start.elapsed() < PATIENCE, "nothing became ready");
         signal.wait(Duration::from_millis(50)).await.expect("wait");
+    }
+}
+
+/// Calls `recover_expired` until `done` holds for its report, or patience runs out.
+async fn recover_until(
+    store: &Store,
+    what: &str,
+    done: impl Fn(&RecoverReport) -> bool,
+) -> RecoverReport {
+    let start = Instant::now();
+    let mut signal = store.work_signal();
+    loop {
+        let report = store.recover_expired(1).await.expect("recover");
+        if done(&report) {
+            return report;
+        }
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        signal.wait(Duration::from_millis(10)).await.expect("wait");
     }
 }
 
@@ -286,20 +304,8 @@ pub async fn expired_leases_are_recovered(store: Store) {
     let added = store.add(job("sleepy")).await.expect("add");
     let short = Duration::from_millis(20);
     let first = store.fetch("w", 1, short).await.expect("fetch").remove(0);
-    let start = Instant::now();
-    loop {
-        let report = store.recover_expired(1).await.expect("recover");
-        if !report.requeued.is_empty() {
-            assert_eq!(report.requeued, std::slice::from_ref(&added.id));
-            break;
-        }
-        assert!(start.elapsed() < PATIENCE, "lease never expired");
-        store
-            .work_signal()
-            .wait(Duration::from_millis(10))
-            .await
-            .expect("wait");
-    }
+    let report = recover_until(&store, "the lease to expire", |r| !r.requeued.is_empty()).await;
+    assert_eq!(report.requeued, std::slice::from_ref(&added.id));
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Waiting);
     assert_eq!(j.stalled_count, 1);
@@ -311,19 +317,11 @@ pub async fn expired_leases_are_recovered(store: Store) {
     assert_eq!(late, SettleResult::LeaseLost);
 
     store.fetch("w", 1, short).await.expect("fetch");
-    let start = Instant::now();
-    loop {
-        let report = store.recover_expired(1).await.expect("recover");
-        if !report.failed.is_empty() {
-            break;
-        }
-        assert!(start.elapsed() < PATIENCE, "second lease never expired");
-        store
-            .work_signal()
-            .wait(Duration::from_millis(10))
-            .await
-            .expect("wait");
-    }
+    let report = recover_until(&store, "the second lease to expire", |r| {
+        !r.failed.is_empty()
+    })
+    .await;
+    assert_eq!(report.failed, std::slice::from_ref(&added.id));
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Failed);
     assert!(j.failed_reason.expect("reason").contains("stalled"));

@@ -1,7 +1,7 @@
 //! `MemoryStore`: the whole store contract in one process, behind one mutex. The embedded
 //! default: no Redis needed, nothing survives a restart.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,13 +64,25 @@ struct Inner {
     next_id: u64,
     next_seq: u64,
     next_token: u64,
-    wait: VecDeque<JobId>,
+    /// Ready jobs without a priority, by [`ready_order`].
+    wait: BTreeMap<i64, JobId>,
+    /// Ready jobs with a priority, by priority then [`ready_order`].
     prioritized: BTreeMap<(u32, i64), JobId>,
     delayed: BTreeMap<(u64, u64), JobId>,
     active: HashSet<JobId>,
     completed: BTreeMap<(u64, u64), JobId>,
     failed: BTreeMap<(u64, u64), JobId>,
     paused: bool,
+}
+
+/// Where a ready job stands among jobs of its priority: by placement order, newest first
+/// for `lifo` jobs.
+fn ready_order(job: &Job, seq: u64) -> i64 {
+    if job.options.lifo {
+        -(seq as i64)
+    } else {
+        seq as i64
+    }
 }
 
 /// Events produced under the lock, published after it is released.
@@ -137,20 +149,11 @@ impl Inner {
         let id = Arc::clone(&entry.job.id);
         match state {
             JobState::Waiting => {
-                if entry.job.options.lifo {
-                    self.wait.push_front(id);
-                } else {
-                    self.wait.push_back(id);
-                }
+                self.wait.insert(ready_order(&entry.job, seq), id);
             }
             JobState::Prioritized => {
-                let order = if entry.job.options.lifo {
-                    -(seq as i64)
-                } else {
-                    seq as i64
-                };
-                self.prioritized
-                    .insert((entry.job.options.priority, order), id);
+                let key = (entry.job.options.priority, ready_order(&entry.job, seq));
+                self.prioritized.insert(key, id);
             }
             JobState::Delayed => {
                 self.delayed.insert((entry.job.run_at, seq), id);
@@ -178,18 +181,11 @@ impl Inner {
         let seq = entry.seq;
         match entry.job.state {
             JobState::Waiting | JobState::Paused => {
-                if let Some(pos) = self.wait.iter().position(|w| &**w == id) {
-                    self.wait.remove(pos);
-                }
+                self.wait.remove(&ready_order(&entry.job, seq));
             }
             JobState::Prioritized => {
-                let order = if entry.job.options.lifo {
-                    -(seq as i64)
-                } else {
-                    seq as i64
-                };
-                self.prioritized
-                    .remove(&(entry.job.options.priority, order));
+                let key = (entry.job.options.priority, ready_order(&entry.job, seq));
+                self.prioritized.remove(&key);
             }
             JobState::Delayed => {
                 self.delayed.remove(&(entry.job.run_at, seq));
@@ -236,7 +232,8 @@ impl Inner {
 
     fn pop_ready(&mut self) -> Option<JobId> {
         self.wait
-            .pop_front()
+            .pop_first()
+            .map(|(_, id)| id)
             .or_else(|| self.prioritized.pop_first().map(|(_, id)| id))
     }
 
@@ -672,7 +669,7 @@ impl QueueStore for MemoryStore {
         let ids: Vec<&JobId> = match state {
             JobState::Waiting if ready_paused => Vec::new(),
             JobState::Prioritized if ready_paused => Vec::new(),
-            JobState::Waiting => inner.wait.iter().skip(offset).take(limit).collect(),
+            JobState::Waiting => inner.wait.values().skip(offset).take(limit).collect(),
             JobState::Prioritized => inner
                 .prioritized
                 .values()
@@ -681,7 +678,7 @@ impl QueueStore for MemoryStore {
                 .collect(),
             JobState::Paused if ready_paused => inner
                 .wait
-                .iter()
+                .values()
                 .chain(inner.prioritized.values())
                 .skip(offset)
                 .take(limit)
@@ -848,7 +845,7 @@ impl QueueStore for MemoryStore {
 
     async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
         let mut inner = self.lock();
-        let mut victims: Vec<JobId> = inner.wait.drain(..).collect();
+        let mut victims: Vec<JobId> = std::mem::take(&mut inner.wait).into_values().collect();
         victims.extend(std::mem::take(&mut inner.prioritized).into_values());
         if include_delayed {
             victims.extend(std::mem::take(&mut inner.delayed).into_values());
