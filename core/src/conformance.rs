@@ -416,6 +416,26 @@ pub async fn admin_operations(store: Store) {
     assert_eq!(store.counts().await.expect("counts"), Default::default());
 }
 
+/// A removed waiting job is neither listed, counted nor handed out.
+pub async fn removed_waiting_jobs_are_gone(store: Store) {
+    let ids = store
+        .add_bulk(vec![job("a"), job("b"), job("c")])
+        .await
+        .expect("add_bulk");
+    assert!(store.remove(&ids[1].id).await.expect("remove"));
+    let listed: Vec<String> = store
+        .list(JobState::Waiting, 0, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.name)
+        .collect();
+    assert_eq!(listed, ["a", "c"]);
+    assert_eq!(store.counts().await.expect("counts").waiting, 2);
+    assert_eq!(fetch_names(&store, 10).await, ["a", "c"]);
+    assert_eq!(store.counts().await.expect("counts").waiting, 0);
+}
+
 /// Progress and logs are kept on the job.
 pub async fn progress_and_logs(store: Store) {
     let added = store.add(job("a")).await.expect("add");
@@ -512,7 +532,7 @@ macro_rules! conformance_tests {
             job_id_is_idempotent, settle_needs_the_token, retries_with_exponential_backoff,
             unrecoverable_fails_at_once, retention_trims_finished_jobs,
             expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume,
-            admin_operations, progress_and_logs, release_hands_back, events_follow_a_job,
+            admin_operations, removed_waiting_jobs_are_gone, progress_and_logs, release_hands_back, events_follow_a_job,
             work_signal_wakes_on_add, large_bulk);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {

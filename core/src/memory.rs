@@ -1,7 +1,7 @@
 //! `MemoryStore`: the whole store contract in one process, behind one mutex. The embedded
 //! default: no Redis needed, nothing survives a restart.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,8 +64,12 @@ struct Inner {
     next_id: u64,
     next_seq: u64,
     next_token: u64,
-    /// Ready jobs without a priority, by [`ready_order`].
-    wait: BTreeMap<i64, JobId>,
+    /// Ready jobs without a priority, in run order, as (placement seq, id). Removing one
+    /// leaves its item behind as stale (its seq no longer matches); pops and reads skip those,
+    /// so no removal scans the list.
+    wait: VecDeque<(u64, JobId)>,
+    /// Live items in `wait`.
+    waiting: usize,
     /// Ready jobs with a priority, by priority then [`ready_order`].
     prioritized: BTreeMap<(u32, i64), JobId>,
     delayed: BTreeMap<(u64, u64), JobId>,
@@ -149,7 +153,12 @@ impl Inner {
         let id = Arc::clone(&entry.job.id);
         match state {
             JobState::Waiting => {
-                self.wait.insert(ready_order(&entry.job, seq), id);
+                if entry.job.options.lifo {
+                    self.wait.push_front((seq, id));
+                } else {
+                    self.wait.push_back((seq, id));
+                }
+                self.waiting += 1;
             }
             JobState::Prioritized => {
                 let key = (entry.job.options.priority, ready_order(&entry.job, seq));
@@ -181,7 +190,8 @@ impl Inner {
         let seq = entry.seq;
         match entry.job.state {
             JobState::Waiting | JobState::Paused => {
-                self.wait.remove(&ready_order(&entry.job, seq));
+                // Its item in `wait` is stale from now on.
+                self.waiting -= 1;
             }
             JobState::Prioritized => {
                 let key = (entry.job.options.priority, ready_order(&entry.job, seq));
@@ -230,11 +240,25 @@ impl Inner {
         moved
     }
 
+    /// Whether an item of `wait` still stands for a waiting job.
+    fn is_live(&self, (seq, id): &(u64, JobId)) -> bool {
+        self.jobs
+            .get(id)
+            .is_some_and(|e| e.seq == *seq && e.job.state == JobState::Waiting)
+    }
+
+    fn live_waiting(&self) -> impl Iterator<Item = &JobId> {
+        self.wait.iter().filter(|item| self.is_live(item)).map(|(_, id)| id)
+    }
+
     fn pop_ready(&mut self) -> Option<JobId> {
-        self.wait
-            .pop_first()
-            .map(|(_, id)| id)
-            .or_else(|| self.prioritized.pop_first().map(|(_, id)| id))
+        while let Some(item) = self.wait.pop_front() {
+            if self.is_live(&item) {
+                self.waiting -= 1;
+                return Some(item.1);
+            }
+        }
+        self.prioritized.pop_first().map(|(_, id)| id)
     }
 
     /// Applies a finished job's retention to its set (completed or failed).
@@ -669,7 +693,7 @@ impl QueueStore for MemoryStore {
         let ids: Vec<&JobId> = match state {
             JobState::Waiting if ready_paused => Vec::new(),
             JobState::Prioritized if ready_paused => Vec::new(),
-            JobState::Waiting => inner.wait.values().skip(offset).take(limit).collect(),
+            JobState::Waiting => inner.live_waiting().skip(offset).take(limit).collect(),
             JobState::Prioritized => inner
                 .prioritized
                 .values()
@@ -677,8 +701,7 @@ impl QueueStore for MemoryStore {
                 .take(limit)
                 .collect(),
             JobState::Paused if ready_paused => inner
-                .wait
-                .values()
+                .live_waiting()
                 .chain(inner.prioritized.values())
                 .skip(offset)
                 .take(limit)
@@ -713,7 +736,7 @@ impl QueueStore for MemoryStore {
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         let inner = self.lock();
-        let (waiting, prioritized) = (inner.wait.len() as u64, inner.prioritized.len() as u64);
+        let (waiting, prioritized) = (inner.waiting as u64, inner.prioritized.len() as u64);
         let mut counts = Counts {
             waiting,
             active: inner.active.len() as u64,
@@ -845,7 +868,9 @@ impl QueueStore for MemoryStore {
 
     async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
         let mut inner = self.lock();
-        let mut victims: Vec<JobId> = std::mem::take(&mut inner.wait).into_values().collect();
+        let mut victims: Vec<JobId> = inner.live_waiting().cloned().collect();
+        inner.wait.clear();
+        inner.waiting = 0;
         victims.extend(std::mem::take(&mut inner.prioritized).into_values());
         if include_delayed {
             victims.extend(std::mem::take(&mut inner.delayed).into_values());
