@@ -364,3 +364,44 @@ fn bad_settings_name_the_key_and_refuse_to_start() {
     assert_eq!(code, Some(2));
     assert!(err.contains("queues.email.defaults.attempts"), "{err}");
 }
+
+#[tokio::test]
+async fn sigterm_during_an_active_export_lets_it_finish_and_leaves_none_active() {
+    let mut service = Service::start("").await;
+    // An input large enough that exporting it takes a while.
+    let rows = 200_000;
+    let input: String = (0..rows)
+        .map(|i| {
+            format!(
+                "{{\"id\":{i},\"sku\":\"sku-{i}\",\"price\":{}.5}}\n",
+                i % 97
+            )
+        })
+        .collect();
+    std::fs::create_dir_all(service.data_file("in")).expect("input dir");
+    std::fs::write(service.data_file("in/rows.jsonl"), input).expect("input");
+    let id = service
+        .api
+        .add("export", json!({"name": "big", "data": {"format": "csv", "input_key": "in/rows.jsonl", "output_key": "out/big.csv"}}))
+        .await;
+    service.api.wait_state("export", &id, "active").await;
+
+    let status = service.terminate().await;
+    assert!(status.success(), "exit status {status:?}");
+    let log = service.log();
+    assert!(
+        log.contains("pool draining queue=export active=1"),
+        "the export was active at SIGTERM:\n{log}"
+    );
+    assert!(
+        log.contains("queue at shutdown queue=\"export\" active=0"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("handed back"),
+        "it finished within the grace period:\n{log}"
+    );
+    let csv =
+        std::fs::read_to_string(service.data_file("out/big.csv")).expect("the export was written");
+    assert_eq!(csv.lines().count(), rows + 1, "header + every row");
+}

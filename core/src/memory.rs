@@ -248,7 +248,10 @@ impl Inner {
     }
 
     fn live_waiting(&self) -> impl Iterator<Item = &JobId> {
-        self.wait.iter().filter(|item| self.is_live(item)).map(|(_, id)| id)
+        self.wait
+            .iter()
+            .filter(|item| self.is_live(item))
+            .map(|(_, id)| id)
     }
 
     fn pop_ready(&mut self) -> Option<JobId> {
