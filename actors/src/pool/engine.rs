@@ -2,7 +2,7 @@
 //! settle finished jobs in batches, heartbeat leases, recover expired ones, rebuild crashed
 //! slots after a growing delay, and drain on stop.
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +18,9 @@ use stagehand_core::{
     SettleResult, Settlement, StoreError,
 };
 use tokio::sync::{mpsc, watch};
-use tokio::task::AbortHandle;
-use tokio::time::{Instant, Sleep, interval_at, sleep, sleep_until};
+use tokio::time::{Instant, interval_at, sleep, sleep_until};
 
+use super::slots::{Running, Slots};
 use super::{PoolExit, PoolSpec};
 use crate::alert::{Alert, AlertActor, AlertKind, Severity, raise};
 use crate::config::PoolSettings;
@@ -29,12 +29,8 @@ use crate::supervision::{RestartDecision, RestartPolicy};
 /// How long a pool that gave up waits for its other jobs before handing them back.
 const ESCALATION_GRACE: Duration = Duration::from_secs(5);
 
-struct Running {
-    token: LeaseToken,
-    abort: AbortHandle,
-}
-
 struct Finished {
+    slot: usize,
     id: JobId,
     token: LeaseToken,
     attempt: u32,
@@ -47,12 +43,12 @@ pub(super) struct Engine {
     store: Arc<dyn QueueStore>,
     processor: Arc<dyn Processor>,
     settings: PoolSettings,
-    slots: RestartPolicy,
+    slot_restarts: RestartPolicy,
     alerts: Addr<AlertActor>,
     errors: ExponentialBackoff,
-    running: HashMap<JobId, Running>,
-    free: usize,
-    restarting: FuturesUnordered<Pin<Box<Sleep>>>,
+    slots: Slots,
+    /// Crashed slots waiting out their restart delay; each yields its slot when done.
+    restarting: FuturesUnordered<Pin<Box<dyn Future<Output = usize>>>>,
     exit: Option<PoolExit>,
     drain_by: Option<Instant>,
     draining: watch::Sender<bool>,
@@ -76,11 +72,10 @@ impl Engine {
             store: Arc::clone(&spec.store),
             processor: Arc::clone(&spec.processor),
             settings: spec.settings.clone(),
-            slots: RestartPolicy::new(spec.supervision),
+            slot_restarts: RestartPolicy::new(spec.supervision),
             alerts,
             errors: error_backoff(),
-            running: HashMap::new(),
-            free: spec.settings.concurrency,
+            slots: Slots::new(spec.settings.concurrency),
             restarting: FuturesUnordered::new(),
             exit: None,
             drain_by: None,
@@ -107,11 +102,11 @@ impl Engine {
                     continue;
                 }
             }
-            if self.drain_by.is_some() && self.running.is_empty() {
+            if self.drain_by.is_some() && self.slots.busy() == 0 {
                 return self.exit.unwrap_or(PoolExit::Stopped);
             }
-            if self.drain_by.is_none() && self.free > 0 {
-                let max = self.free.min(self.settings.fetch_batch);
+            if self.drain_by.is_none() && self.slots.free() > 0 {
+                let max = self.slots.free().min(self.settings.fetch_batch);
                 match self
                     .store
                     .fetch(&self.worker, max, self.settings.lease)
@@ -131,19 +126,19 @@ impl Engine {
                     }
                 }
             }
-            let can_take = self.drain_by.is_none() && self.free > 0;
+            let can_take = self.drain_by.is_none() && self.slots.free() > 0;
             let drain_by = self
                 .drain_by
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 Some(f) = done_rx.recv() => finished.push(f),
                 _ = signal.wait(self.settings.idle_wait), if can_take => {}
-                Some(()) = self.restarting.next(), if !self.restarting.is_empty() => self.free += 1,
+                Some(slot) = self.restarting.next(), if !self.restarting.is_empty() => self.slots.release(slot),
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = stalled.tick() => self.recover().await,
                 changed = stop.changed(), if self.drain_by.is_none() => {
                     let grace = if changed.is_ok() { (*stop.borrow()).unwrap_or_default() } else { Duration::ZERO };
-                    tracing::info!(queue = %self.queue, active = self.running.len(), grace_ms = grace.as_millis() as u64, "pool draining");
+                    tracing::info!(queue = %self.queue, active = self.slots.busy(), grace_ms = grace.as_millis() as u64, "pool draining");
                     self.drain_by = Some(Instant::now() + grace);
                     self.draining.send_replace(true);
                 }
@@ -164,6 +159,11 @@ impl Engine {
 
     fn spawn(&mut self, active: ActiveJob, done: &mpsc::UnboundedSender<Finished>) {
         let ActiveJob { job, token } = active;
+        let Some(slot) = self.slots.reserve() else {
+            // Fetch never asks for more than the free slots; hand back what cannot run.
+            tracing::error!(queue = %self.queue, job_id = %job.id, "no free slot for a fetched job; its lease will expire and recovery will requeue it");
+            return;
+        };
         let id = job.id.clone();
         let attempt = job.attempts_made;
         let ctx =
@@ -175,16 +175,17 @@ impl Engine {
             let result = run_attempt(processor.as_ref(), ctx).await;
             // The loop only drops its receiver when it has stopped caring.
             let _ = done.send(Finished {
+                slot,
                 id: task_id,
                 token,
                 attempt,
                 result,
             });
         });
-        self.free -= 1;
-        self.running.insert(
-            id,
+        self.slots.fill(
+            slot,
             Running {
+                id,
                 token,
                 abort: handle.abort_handle(),
             },
@@ -207,11 +208,11 @@ impl Engine {
         };
         self.errors = error_backoff();
         for (f, result) in batch.into_iter().zip(results) {
-            self.running.remove(&f.id);
+            self.slots.vacate(f.slot);
             self.after_settle(&f, result);
             match &f.result.panic {
                 Some(message) => self.slot_crashed(&f, message),
-                None => self.free += 1,
+                None => self.slots.release(f.slot),
             }
         }
         Ok(())
@@ -260,10 +261,14 @@ impl Engine {
         .job(&f.id)
         .details(json!({ "attempt": f.attempt, "panic": message }));
         raise(&self.alerts, alert);
-        match self.slots.on_failure(std::time::Instant::now()) {
+        match self.slot_restarts.on_failure(std::time::Instant::now()) {
             RestartDecision::Restart(delay) => {
                 tracing::warn!(queue = %self.queue, job_id = %f.id, delay_ms = delay.as_millis() as u64, "worker slot crashed; rebuilding");
-                self.restarting.push(Box::pin(sleep(delay)));
+                let slot = f.slot;
+                self.restarting.push(Box::pin(async move {
+                    sleep(delay).await;
+                    slot
+                }));
             }
             RestartDecision::GiveUp { restarts, within } => {
                 if self.exit.is_some() {
@@ -290,13 +295,13 @@ impl Engine {
     }
 
     async fn heartbeat(&mut self) {
-        if self.running.is_empty() {
+        if self.slots.busy() == 0 {
             return;
         }
         let leases: Vec<(JobId, LeaseToken)> = self
-            .running
-            .iter()
-            .map(|(id, r)| (id.clone(), r.token))
+            .slots
+            .running()
+            .map(|r| (r.id.clone(), r.token))
             .collect();
         match self.store.extend_leases(&leases, self.settings.lease).await {
             Ok(held) => {
@@ -324,16 +329,17 @@ impl Engine {
 
     /// Aborts what is still running and hands it back to the queue.
     async fn release_all(&mut self) {
-        if self.running.is_empty() {
+        if self.slots.busy() == 0 {
             return;
         }
         let settlements: Vec<Settlement> = self
-            .running
-            .drain()
-            .map(|(id, r)| {
+            .slots
+            .vacate_all()
+            .into_iter()
+            .map(|r| {
                 r.abort.abort();
                 Settlement {
-                    id,
+                    id: r.id,
                     token: r.token,
                     outcome: Outcome::Released,
                 }

@@ -2,6 +2,7 @@
 //! [`engine`] loop that fetches jobs, runs them in worker slots and settles them.
 
 mod engine;
+mod slots;
 
 use std::sync::Arc;
 use std::time::Duration;
