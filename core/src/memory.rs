@@ -60,7 +60,7 @@ struct Lease {
 
 #[derive(Default)]
 struct Inner {
-    jobs: HashMap<JobId, Entry>,
+    jobs: HashMap<JobId, Entry, foldhash::fast::RandomState>,
     next_id: u64,
     next_seq: u64,
     next_token: u64,
@@ -73,7 +73,7 @@ struct Inner {
     /// Ready jobs with a priority, by priority then [`ready_order`].
     prioritized: BTreeMap<(u32, i64), JobId>,
     delayed: BTreeMap<(u64, u64), JobId>,
-    active: HashSet<JobId>,
+    active: HashSet<JobId, foldhash::fast::RandomState>,
     completed: BTreeMap<(u64, u64), JobId>,
     failed: BTreeMap<(u64, u64), JobId>,
     paused: bool,
