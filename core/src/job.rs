@@ -205,12 +205,4 @@ impl Job {
             JobState::Waiting
         }
     }
-
-    /// Appends a log line, keeping the last [`Job::MAX_LOGS`].
-    pub fn push_log(&mut self, line: String) {
-        if self.logs.len() >= Self::MAX_LOGS {
-            self.logs.remove(0);
-        }
-        self.logs.push(line);
-    }
 }

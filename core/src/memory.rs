@@ -50,6 +50,22 @@ struct Entry {
     /// Orders the job within its current state; set on every placement.
     seq: u64,
     lease: Option<Lease>,
+    /// Progress and logs change while a worker holds `job`, so they live beside it (no copy
+    /// of the job per report) and are merged in when the job is read.
+    progress: Value,
+    logs: Vec<String>,
+}
+
+impl Entry {
+    fn new(job: Job) -> Entry {
+        Entry {
+            job: Arc::new(job),
+            seq: 0,
+            lease: None,
+            progress: Value::from(0),
+            logs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -311,6 +327,7 @@ impl Inner {
         let keep = entry.job.options.remove_on_fail;
         let mut ended = Job::clone(&entry.job);
         ended.state = JobState::Failed;
+        ended.progress = entry.progress.clone();
         if keep == Retention::RemoveAll {
             self.jobs.remove(id);
         } else {
@@ -404,8 +421,10 @@ impl Inner {
     }
 
     /// The state a reader sees: ready jobs of a paused queue show as paused.
-    fn visible(&self, job: &Job) -> Job {
-        let mut job = job.clone();
+    fn visible(&self, entry: &Entry) -> Job {
+        let mut job = Job::clone(&entry.job);
+        job.progress = entry.progress.clone();
+        job.logs = entry.logs.clone();
         if self.paused && matches!(job.state, JobState::Waiting | JobState::Prioritized) {
             job.state = JobState::Paused;
         }
@@ -478,14 +497,7 @@ impl QueueStore for MemoryStore {
                 } else {
                     job.ready_state()
                 };
-                inner.jobs.insert(
-                    id.clone(),
-                    Entry {
-                        job: Arc::new(job),
-                        seq: 0,
-                        lease: None,
-                    },
-                );
+                inner.jobs.insert(id.clone(), Entry::new(job));
                 inner.place(&id, state);
                 if self.wants_events() {
                     events.push((id.clone(), JobEventKind::Added));
@@ -664,7 +676,7 @@ impl QueueStore for MemoryStore {
                 .jobs
                 .get_mut(id)
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            Arc::make_mut(&mut entry.job).progress = value.clone();
+            entry.progress = value.clone();
         }
         self.publish(vec![(id.into(), JobEventKind::Progress { value })]);
         Ok(())
@@ -676,13 +688,16 @@ impl QueueStore for MemoryStore {
             .jobs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        Arc::make_mut(&mut entry.job).push_log(line);
+        if entry.logs.len() >= Job::MAX_LOGS {
+            entry.logs.remove(0);
+        }
+        entry.logs.push(line);
         Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let inner = self.lock();
-        Ok(inner.jobs.get(id).map(|e| inner.visible(&e.job)))
+        Ok(inner.jobs.get(id).map(|e| inner.visible(e)))
     }
 
     async fn list(
@@ -733,7 +748,7 @@ impl QueueStore for MemoryStore {
         };
         Ok(ids
             .into_iter()
-            .filter_map(|id| inner.jobs.get(id).map(|e| inner.visible(&e.job)))
+            .filter_map(|id| inner.jobs.get(id).map(|e| inner.visible(e)))
             .collect())
     }
 
