@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench memory_store`; throughput is in jobs (elements) per second.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
