@@ -18,7 +18,7 @@ use stagehand_core::{
     SettleResult, Settlement, StoreError,
 };
 use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, interval_at, sleep, sleep_until};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
 
 use super::slots::{Running, Slots};
 use super::{PoolExit, PoolSpec};
@@ -90,6 +90,9 @@ impl Engine {
         let start = Instant::now();
         let mut heartbeat = interval_at(start + self.settings.heartbeat, self.settings.heartbeat);
         let mut stalled = interval_at(start, self.settings.stalled_check);
+        // After a busy stretch, one late tick is enough; no burst of catch-up calls.
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        stalled.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             while let Ok(f) = done_rx.try_recv() {
                 finished.push(f);
