@@ -68,10 +68,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let server = server
         .bind(&settings.http.bind)
-        .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?
-        .run();
+        .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
+    // The bound address, which differs from http.bind when that asks for port 0.
+    let listening: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
+    let server = server.run();
     let handle = server.handle();
-    tracing::info!(bind = %settings.http.bind, store = %settings.store.backend, "stagehand serving");
+    tracing::info!(listening = %listening.join(","), store = %settings.store.backend, "stagehand serving");
     let serving = actix_web::rt::spawn(server);
     let signal = wait_for_signal().await;
     tracing::info!(

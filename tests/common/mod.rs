@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +11,6 @@ use serde_json::Value;
 
 /// How long any condition may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 /// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
@@ -144,18 +135,24 @@ pub struct Service {
     child: Option<Child>,
 }
 
+/// The port in the service's "stagehand serving listening=127.0.0.1:PORT" log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("stagehand serving"))?;
+    let addr = line.split("listening=").nth(1)?.split([' ', ',']).next()?;
+    addr.rsplit(':').next()?.parse().ok()
+}
+
 /// The path of the built `stagehand` binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stagehand"))
 }
 
 impl Service {
-    /// Starts `stagehand serve` with this TOML as its config file, on a free port (set via
-    /// `STAGEHAND_HTTP_BIND`) and a storage directory of its own, and waits until `/health`
-    /// answers. Fails with the service's log if it exits instead.
+    /// Starts `stagehand serve` with this TOML as its config file, on a port the OS picks
+    /// (`STAGEHAND_HTTP_BIND=127.0.0.1:0`, read back from its log) and a storage directory of
+    /// its own, and waits until `/health` answers. Fails with the service's log if it exits.
     pub async fn start(toml: &str) -> Service {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let path = dir.path().join("stagehand.toml");
         std::fs::write(&path, toml).expect("write config");
         let log = std::fs::File::create(dir.path().join("stagehand.log")).expect("log file");
@@ -164,21 +161,28 @@ impl Service {
             .arg(&path)
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
-            .env("STAGEHAND_HTTP_BIND", format!("127.0.0.1:{port}"))
+            .env("STAGEHAND_HTTP_BIND", "127.0.0.1:0")
             .env("STAGEHAND_STORAGE_PATH", dir.path().join("data"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn stagehand");
         let mut service = Service {
-            api: Api::new(format!("http://127.0.0.1:{port}")),
+            api: Api::new(String::new()),
             dir,
-            port,
+            port: 0,
             child: Some(child),
         };
         let start = Instant::now();
         loop {
-            if let Ok(r) = reqwest::get(format!("{}/health", service.api.base)).await
+            if service.port == 0
+                && let Some(port) = listening_port(&service.log())
+            {
+                service.port = port;
+                service.api = Api::new(format!("http://127.0.0.1:{port}"));
+            }
+            if service.port != 0
+                && let Ok(r) = reqwest::get(format!("{}/health", service.api.base)).await
                 && r.status().is_success()
             {
                 return service;
