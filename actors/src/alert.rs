@@ -137,6 +137,12 @@ impl Actor for AlertActor {
     }
 }
 
+impl actix::Supervised for AlertActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        tracing::warn!("alert actor restarting");
+    }
+}
+
 impl Handler<Alert> for AlertActor {
     type Result = ();
 

@@ -129,7 +129,10 @@ impl RuntimeBuilder {
     /// Starts the tree. Call from inside an actix `System` (as `#[actix_web::main]` gives):
     /// each queue gets an arbiter (a thread) for its queue actor and pool.
     pub fn start(self) -> RuntimeHandle {
-        let alerts = AlertActor::new(self.sinks, self.dedup_window, self.mailbox.alert).start();
+        let (sinks, window, capacity) = (self.sinks, self.dedup_window, self.mailbox.alert);
+        // Restarted in place (same address) should it ever stop.
+        let alerts =
+            actix::Supervisor::start(move |_| AlertActor::new(sinks.clone(), window, capacity));
         let mut queues = BTreeMap::new();
         let mut stores = BTreeMap::new();
         let mut pools = Vec::new();
