@@ -521,8 +521,9 @@ pub async fn large_bulk(store: Store) {
     assert_eq!(names, ["0", "1", "2"]);
 }
 
-/// Generates one `#[tokio::test]` per conformance check, each on a store made by `$make`,
-/// an async function of the queue name returning `Arc<dyn QueueStore>`.
+/// Generates one `#[tokio::test]` per conformance check, each on a store made by `$make`: an
+/// async function of the queue name returning `(Arc<dyn QueueStore>, guard)`, where the guard
+/// (a server process, say) is kept alive until the check ends.
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:path) => {
@@ -539,7 +540,7 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let store = $make(stringify!($check)).await;
+                let (store, _guard) = $make(stringify!($check)).await;
                 $crate::conformance::$check(store).await;
             }
         )*

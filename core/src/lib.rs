@@ -9,6 +9,7 @@ pub mod job;
 pub mod memory;
 pub mod options;
 pub mod processor;
+pub mod redis;
 pub mod store;
 
 #[cfg(feature = "testkit")]
@@ -21,6 +22,7 @@ pub use options::{Backoff, JobOptions, JobOptionsInput, OptionsError, Retention}
 pub use processor::{
     AttemptResult, JobContext, ProcessError, Processor, processor_fn, run_attempt,
 };
+pub use redis::RedisStore;
 pub use store::{
     ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
     RecoverReport, SettleResult, Settlement, WorkSignal,

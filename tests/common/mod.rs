@@ -2,6 +2,8 @@
 //! runtime on a real HTTP server, and waiting on conditions (never on fixed sleeps).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,0 +1,477 @@
+//! `RedisStore`: the store contract on Redis. Every state change is one Lua script (the
+//! `.lua` files beside this one, run by SHA with a NOSCRIPT fallback); every key of a queue
+//! shares the hash tag `{queue}`; the clock is Redis's. See ARCHITECTURE §4.
+
+mod codec;
+mod events;
+mod scripts;
+mod signal;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Client;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::error::StoreError;
+use crate::job::{Job, JobId, JobState};
+use crate::options::{Backoff, Retention};
+use crate::store::{
+    ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport,
+    SettleResult, Settlement, WorkSignal,
+};
+use codec::{RawJob, decode_job};
+
+/// The key prefix used when none is given.
+pub const DEFAULT_PREFIX: &str = "stagehand";
+
+/// A queue store on Redis, shared by every process that opens the same queue.
+pub struct RedisStore {
+    queue: String,
+    /// `PREFIX:{queue}`: the prefix of every key of this queue.
+    keys: String,
+    client: Client,
+    conn: ConnectionManager,
+    events: Arc<broadcast::Sender<JobEvent>>,
+}
+
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+fn retention(keep: Retention) -> String {
+    match keep {
+        Retention::KeepAll => "all".into(),
+        Retention::RemoveAll => "remove".into(),
+        Retention::Keep { count, age_ms } => format!(
+            "{}:{}",
+            count.map_or(-1, |c| c as i64),
+            age_ms.map_or(-1, |a| a as i64)
+        ),
+    }
+}
+
+impl RedisStore {
+    /// Opens `queue` on the Redis at `url` with the default prefix.
+    pub async fn open(url: &str, queue: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        let config =
+            ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(unavailable)?;
+        RedisStore::new(client, conn, DEFAULT_PREFIX, queue).await
+    }
+
+    /// A store for `queue` over a shared connection; `client` opens the dedicated
+    /// connections that blocking reads need.
+    pub async fn new(
+        client: Client,
+        conn: ConnectionManager,
+        prefix: &str,
+        queue: &str,
+    ) -> Result<RedisStore, StoreError> {
+        let keys = format!("{prefix}:{{{queue}}}");
+        let events = Arc::new(broadcast::channel(4096).0);
+        events::follow(&client, &keys, queue, Arc::downgrade(&events)).await?;
+        Ok(RedisStore {
+            queue: queue.to_string(),
+            keys,
+            client,
+            conn,
+            events,
+        })
+    }
+
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.keys)
+    }
+
+    async fn admin<T: redis::FromRedisValue>(
+        &self,
+        op: &str,
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let mut call = scripts::ADMIN.key(self.key("id"));
+        call.arg(&self.keys).arg(op);
+        for a in args {
+            call.arg(a);
+        }
+        call.invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    fn decode(&self, raw: RawJob, paused: bool) -> Result<Job, StoreError> {
+        let mut job = decode_job(&self.queue, raw)?;
+        if paused && matches!(job.state, JobState::Waiting | JobState::Prioritized) {
+            job.state = JobState::Paused;
+        }
+        Ok(job)
+    }
+
+    async fn list_raw(
+        &self,
+        state: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(bool, Vec<Job>), StoreError> {
+        let (paused, raw): (bool, Vec<RawJob>) = self
+            .admin(
+                "list",
+                &[state.to_string(), offset.to_string(), limit.to_string()],
+            )
+            .await?;
+        let jobs = raw
+            .into_iter()
+            .map(|r| self.decode(r, paused))
+            .collect::<Result<_, _>>()?;
+        Ok((paused, jobs))
+    }
+}
+
+#[async_trait]
+impl QueueStore for RedisStore {
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = scripts::ADD.key(self.key("id"));
+        call.arg(&self.keys);
+        for job in &jobs {
+            let o = &job.options;
+            let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let data =
+                serde_json::to_string(&job.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (bo_type, bo_delay, bo_jitter, bo_max) = match o.backoff {
+                Backoff::Fixed { delay_ms, jitter } => ("fixed", delay_ms, jitter, -1i64),
+                Backoff::Exponential {
+                    delay_ms,
+                    jitter,
+                    max_delay_ms,
+                } => (
+                    "exponential",
+                    delay_ms,
+                    jitter,
+                    max_delay_ms.map_or(-1, |m| m as i64),
+                ),
+            };
+            call.arg(o.job_id.as_deref().unwrap_or(""))
+                .arg(&job.name)
+                .arg(data)
+                .arg(opts)
+                .arg(o.priority)
+                .arg(if o.lifo { "1" } else { "0" })
+                .arg(o.attempts)
+                .arg(o.delay_ms)
+                .arg(bo_type)
+                .arg(bo_delay)
+                .arg(bo_jitter)
+                .arg(bo_max)
+                .arg(retention(o.remove_on_complete))
+                .arg(retention(o.remove_on_fail));
+        }
+        let flat: Vec<(String, u8)> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(flat
+            .into_iter()
+            .map(|(id, created)| AddResult {
+                id: id.into(),
+                created: created == 1,
+            })
+            .collect())
+    }
+
+    async fn fetch(
+        &self,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<ActiveJob>, StoreError> {
+        let raw: Vec<(
+            u64,
+            String,
+            HashMap<String, String>,
+            Vec<String>,
+            Vec<String>,
+        )> = scripts::FETCH
+            .key(self.key("tok"))
+            .arg(&self.keys)
+            .arg(worker)
+            .arg(max)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        raw.into_iter()
+            .map(|(token, id, fields, history, logs)| {
+                let job = decode_job(&self.queue, (id, fields, history, logs))?;
+                Ok(ActiveJob {
+                    job: Arc::new(job),
+                    token: LeaseToken(token),
+                })
+            })
+            .collect()
+    }
+
+    fn work_signal(&self) -> Box<dyn WorkSignal> {
+        Box::new(signal::RedisSignal::new(
+            self.client.clone(),
+            self.conn.clone(),
+            self.keys.clone(),
+        ))
+    }
+
+    async fn extend_leases(
+        &self,
+        leases: &[(JobId, LeaseToken)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = scripts::EXTEND.key(self.key("active"));
+        call.arg(&self.keys).arg(lease.as_millis() as u64);
+        for (id, token) in leases {
+            call.arg(&**id).arg(token.0);
+        }
+        let held: Vec<u8> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<SettleResult>, StoreError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = scripts::SETTLE.key(self.key("active"));
+        call.arg(&self.keys);
+        for s in &settlements {
+            let (kind, payload, retry) = match &s.outcome {
+                Outcome::Completed(value) => (
+                    "completed",
+                    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    true,
+                ),
+                Outcome::Failed { reason, retry } => ("failed", reason.clone(), *retry),
+                Outcome::Released => ("released", String::new(), true),
+            };
+            call.arg(&*s.id)
+                .arg(s.token.0)
+                .arg(kind)
+                .arg(payload)
+                .arg(if retry { "1" } else { "0" })
+                .arg(fastrand::f64());
+        }
+        let answers: Vec<(String, Option<RawJob>)> = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(answers.len());
+        for (answer, ended) in answers {
+            out.push(match (answer.as_str(), ended) {
+                ("completed", _) => SettleResult::Completed,
+                ("released", _) => SettleResult::Released,
+                ("lost", _) => SettleResult::LeaseLost,
+                ("failed", Some(raw)) => SettleResult::Failed {
+                    job: Box::new(decode_job(&self.queue, raw)?),
+                },
+                (other, _) => match other
+                    .strip_prefix("retrying:")
+                    .and_then(|d| d.parse::<f64>().ok())
+                {
+                    Some(delay) => SettleResult::Retrying {
+                        delay_ms: delay as u64,
+                    },
+                    None => return Err(StoreError::Corrupt(format!("settle answered '{other}'"))),
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn recover_expired(&self, max_stalled: u32) -> Result<RecoverReport, StoreError> {
+        let (requeued, failed): (Vec<String>, Vec<String>) = scripts::RECOVER
+            .key(self.key("active"))
+            .arg(&self.keys)
+            .arg(max_stalled)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(RecoverReport {
+            requeued: requeued.into_iter().map(Into::into).collect(),
+            failed: failed.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    async fn progress(&self, id: &str, value: Value) -> Result<(), StoreError> {
+        let found: u8 = self
+            .admin("progress", &[id.to_string(), value.to_string()])
+            .await?;
+        if found == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(id.to_string()))
+        }
+    }
+
+    async fn log(&self, id: &str, line: String) -> Result<(), StoreError> {
+        let found: u8 = self
+            .admin("log", &[id.to_string(), line, Job::MAX_LOGS.to_string()])
+            .await?;
+        if found == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(id.to_string()))
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let (paused, raw): (bool, Option<RawJob>) = self.admin("get", &[id.to_string()]).await?;
+        raw.map(|r| self.decode(r, paused)).transpose()
+    }
+
+    async fn list(
+        &self,
+        state: JobState,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        match state {
+            JobState::Paused => {
+                if !self.is_paused().await? {
+                    return Ok(Vec::new());
+                }
+                let waiting = self.counts().await?.paused;
+                let (_, mut jobs) = self.list_raw("waiting", offset, limit).await?;
+                if jobs.len() < limit {
+                    let skip = offset.saturating_sub(waiting as usize);
+                    let (_, more) = self
+                        .list_raw("prioritized", skip, limit - jobs.len())
+                        .await?;
+                    jobs.extend(more);
+                }
+                Ok(jobs)
+            }
+            _ => {
+                let (paused, jobs) = self.list_raw(state.as_str(), offset, limit).await?;
+                let hidden = paused && matches!(state, JobState::Waiting | JobState::Prioritized);
+                Ok(if hidden { Vec::new() } else { jobs })
+            }
+        }
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let c: Vec<u64> = self.admin("counts", &[]).await?;
+        let [
+            waiting,
+            active,
+            delayed,
+            prioritized,
+            completed,
+            failed,
+            paused,
+        ] = c[..]
+        else {
+            return Err(StoreError::Corrupt(format!("counts answered {c:?}")));
+        };
+        let mut counts = Counts {
+            waiting,
+            active,
+            delayed,
+            prioritized,
+            completed,
+            failed,
+            paused: 0,
+        };
+        if paused == 1 {
+            counts.paused = waiting + prioritized;
+            counts.waiting = 0;
+            counts.prioritized = 0;
+        }
+        Ok(counts)
+    }
+
+    async fn retry(&self, id: &str) -> Result<(), StoreError> {
+        let answer: String = self.admin("retry", &[id.to_string()]).await?;
+        match answer.as_str() {
+            "ok" => Ok(()),
+            "missing" => Err(StoreError::NotFound(id.to_string())),
+            state => Err(StoreError::InvalidState {
+                id: id.to_string(),
+                state: state.to_string(),
+                hint: "only failed jobs can be retried".into(),
+            }),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let answer: String = self.admin("remove", &[id.to_string()]).await?;
+        match answer.as_str() {
+            "ok" => Ok(true),
+            "missing" => Ok(false),
+            state => Err(StoreError::InvalidState {
+                id: id.to_string(),
+                state: state.to_string(),
+                hint: "an active job can be removed once it settles".into(),
+            }),
+        }
+    }
+
+    async fn clean(
+        &self,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let state = match state {
+            JobState::Paused => "waiting",
+            s => s.as_str(),
+        };
+        self.admin(
+            "clean",
+            &[
+                state.to_string(),
+                (older_than.as_millis() as u64).to_string(),
+                limit.to_string(),
+            ],
+        )
+        .await
+    }
+
+    async fn pause(&self) -> Result<(), StoreError> {
+        self.admin::<u8>("pause", &[]).await.map(|_| ())
+    }
+
+    async fn resume(&self) -> Result<(), StoreError> {
+        self.admin::<u8>("resume", &[]).await.map(|_| ())
+    }
+
+    async fn is_paused(&self) -> Result<bool, StoreError> {
+        self.admin::<u8>("paused", &[]).await.map(|p| p == 1)
+    }
+
+    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
+        self.admin(
+            "drain",
+            &[if include_delayed { "1" } else { "0" }.to_string()],
+        )
+        .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,117 @@
+-- Helpers every script starts with. K is the queue's key prefix, "stagehand:{queue}": every
+-- key below shares its hash tag, so a script touches one slot (Redis Cluster).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function jkey(K, id) return K .. ':j:' .. id end
+
+local function signal(K)
+  redis.call('RPUSH', K .. ':signal', '1')
+  redis.call('LTRIM', K .. ':signal', -16, -1)
+end
+
+local function event(K, id, kind, field, value)
+  if field then
+    redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind, field, value)
+  else
+    redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind)
+  end
+end
+
+-- Puts a ready job in the waiting list (no priority) or the prioritized set.
+local function place_ready(K, id)
+  local jk = jkey(K, id)
+  local prio = tonumber(redis.call('HGET', jk, 'prio') or '0')
+  local lifo = redis.call('HGET', jk, 'lifo') == '1'
+  if prio > 0 then
+    local seq = redis.call('INCR', K .. ':seq') % 2147483647
+    if lifo then seq = -seq end
+    redis.call('ZADD', K .. ':prio', prio * 4294967296 + 2147483648 + seq, id)
+    redis.call('HSET', jk, 'state', 'prioritized')
+  else
+    if lifo then redis.call('LPUSH', K .. ':wait', id) else redis.call('RPUSH', K .. ':wait', id) end
+    redis.call('HSET', jk, 'state', 'waiting')
+  end
+end
+
+-- Takes a job out of the structure its state keeps it in.
+local function unplace(K, id, state)
+  if state == 'waiting' then redis.call('LREM', K .. ':wait', 1, id)
+  elseif state == 'prioritized' then redis.call('ZREM', K .. ':prio', id)
+  elseif state == 'delayed' then redis.call('ZREM', K .. ':delayed', id)
+  elseif state == 'active' then redis.call('ZREM', K .. ':active', id)
+  elseif state == 'completed' then redis.call('ZREM', K .. ':completed', id)
+  elseif state == 'failed' then redis.call('ZREM', K .. ':failed', id) end
+end
+
+local function delete_job(K, id)
+  local jk = jkey(K, id)
+  redis.call('DEL', jk, jk .. ':h', jk .. ':l')
+end
+
+-- Applies retention ("all", "remove" or "COUNT:AGE", -1 for none) to a finished set,
+-- at most 1000 removals per call.
+local function trim(K, set, spec, now)
+  if spec == 'all' or spec == 'remove' or spec == nil then return end
+  local count, age = string.match(spec, '^(-?%d+):(-?%d+)$')
+  count = tonumber(count); age = tonumber(age)
+  local key = K .. ':' .. set
+  local budget = 1000
+  if age and age >= 0 then
+    local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. (now - age), 'LIMIT', 0, budget)
+    for _, id in ipairs(old) do delete_job(K, id); redis.call('ZREM', key, id) end
+    budget = budget - #old
+  end
+  if count and count >= 0 and budget > 0 then
+    local over = redis.call('ZCARD', key) - count
+    if over > 0 then
+      local ids = redis.call('ZRANGE', key, 0, math.min(over, budget) - 1)
+      for _, id in ipairs(ids) do delete_job(K, id); redis.call('ZREM', key, id) end
+    end
+  end
+end
+
+-- Ends the running attempt in the job's history.
+local function end_attempt(K, id, now, outcome, err, retry_delay)
+  local hk = jkey(K, id) .. ':h'
+  local last = redis.call('LINDEX', hk, -1)
+  if last then
+    local h = cjson.decode(last)
+    if h.outcome == 'running' then
+      h.finished_at = now
+      h.outcome = outcome
+      if err then h.error = err end
+      if retry_delay then h.retry_delay_ms = retry_delay end
+      redis.call('LSET', hk, -1, cjson.encode(h))
+    end
+  end
+end
+
+-- A job's fields, history and logs, as fetch, get and list return them.
+local function read_job(K, id)
+  local jk = jkey(K, id)
+  local fields = redis.call('HGETALL', jk)
+  if #fields == 0 then return false end
+  return { id, fields, redis.call('LRANGE', jk .. ':h', 0, -1), redis.call('LRANGE', jk .. ':l', 0, -1) }
+end
+
+-- Fails a job for good: failed set, reason, retention. Returns the job as it ended (read
+-- before its retention may remove it).
+local function fail_for_good(K, id, reason, now)
+  local jk = jkey(K, id)
+  redis.call('HSET', jk, 'state', 'failed', 'reason', reason, 'fin', now)
+  redis.call('HDEL', jk, 'tok')
+  local ended = read_job(K, id)
+  local keep = redis.call('HGET', jk, 'rof')
+  event(K, id, 'failed', 'reason', reason)
+  if keep == 'remove' then
+    delete_job(K, id)
+  else
+    redis.call('ZADD', K .. ':failed', now, id)
+    trim(K, 'failed', keep, now)
+  end
+  return ended
+end
+

@@ -1,0 +1,80 @@
+//! Waiting for work without polling: a blocking pop on the queue's signal list, on a
+//! connection of its own with no response timeout, bounded by the next delayed job's due time.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client};
+
+use super::scripts;
+use crate::error::StoreError;
+use crate::store::WorkSignal;
+
+/// One worker's wake-up signal.
+pub(super) struct RedisSignal {
+    client: Client,
+    conn: ConnectionManager,
+    keys: String,
+    blocking: Option<MultiplexedConnection>,
+}
+
+impl RedisSignal {
+    pub(super) fn new(client: Client, conn: ConnectionManager, keys: String) -> Self {
+        RedisSignal {
+            client,
+            conn,
+            keys,
+            blocking: None,
+        }
+    }
+
+    async fn blocking(&mut self) -> Result<&mut MultiplexedConnection, redis::RedisError> {
+        if self.blocking.is_none() {
+            let config = AsyncConnectionConfig::new().set_response_timeout(None);
+            self.blocking = Some(
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
+        }
+        Ok(self.blocking.as_mut().expect("just set"))
+    }
+}
+
+#[async_trait]
+impl WorkSignal for RedisSignal {
+    async fn wait(&mut self, max_wait: Duration) -> Result<(), StoreError> {
+        let due: i64 = scripts::ADMIN
+            .key(format!("{}:id", self.keys))
+            .arg(&self.keys)
+            .arg("next_due")
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let wait = if due >= 0 {
+            max_wait.min(Duration::from_millis(due as u64))
+        } else {
+            max_wait
+        };
+        if wait.is_zero() {
+            return Ok(());
+        }
+        let key = format!("{}:signal", self.keys);
+        let conn = self
+            .blocking()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        // BLPOP takes fractional seconds; a timeout (nil) just means "look again".
+        let popped: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
+            .arg(&key)
+            .arg(wait.as_secs_f64().max(0.001))
+            .query_async(conn)
+            .await;
+        if let Err(err) = popped {
+            self.blocking = None;
+            return Err(StoreError::Unavailable(err.to_string()));
+        }
+        Ok(())
+    }
+}
