@@ -7,6 +7,7 @@
 //! [`http::scope`] in your `App`. See `examples/embed_actix_web.rs`.
 
 pub mod alerts;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod http;

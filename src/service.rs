@@ -9,16 +9,19 @@ use anyhow::Context as _;
 use stagehand_actors::{QueueSpec, Runtime, RuntimeBuilder, RuntimeHandle};
 
 use crate::alerts::WebhookSink;
+use crate::backend::Backend;
 use crate::config::{ConfigError, Settings};
 use crate::http::{self, ApiState};
 use crate::processors;
 use crate::storage::Storage;
 
-/// A runtime builder with every configured queue, its built-in processor (if any), the
-/// configured limits and alert sinks. Add queues or processors of your own before `start()`.
-pub fn runtime_builder(
+/// A runtime builder with every configured queue (its store on `backend`), its built-in
+/// processor (if any), the configured limits and alert sinks. Add queues or processors of your
+/// own before `start()`.
+pub async fn runtime_builder(
     settings: &Settings,
     storage: &Storage,
+    backend: &Backend,
 ) -> Result<RuntimeBuilder, ConfigError> {
     let base = settings.base_options()?;
     let mut builder = Runtime::builder()
@@ -37,6 +40,9 @@ pub fn runtime_builder(
         let mut spec = QueueSpec::new(name.clone())
             .settings(queue.pool())
             .defaults(defaults);
+        if let Some(store) = backend.store(name).await {
+            spec = spec.store(store);
+        }
         match settings
             .processor_of(name, queue)
             .and_then(|p| processors::builtin(p, storage))
@@ -54,8 +60,13 @@ pub fn runtime_builder(
 /// Runs the service until SIGTERM or Ctrl-C. Call inside an actix `System`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let storage = Storage::local(&settings.storage.path).context("storage.path")?;
-    let runtime = runtime_builder(&settings, &storage)?.start();
-    let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes);
+    let backend = Backend::from_settings(&settings)?;
+    backend.report_at_start().await;
+    let runtime = runtime_builder(&settings, &storage, &backend)
+        .await?
+        .start();
+    let state =
+        ApiState::new(runtime.clone(), settings.http.max_body_bytes).with_probe(backend.probe());
     let mut server = HttpServer::new(move || {
         App::new()
             .service(http::scope("", state.clone()))
@@ -73,7 +84,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let listening: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
     let server = server.run();
     let handle = server.handle();
-    tracing::info!(listening = %listening.join(","), store = %settings.store.backend, "stagehand serving");
+    tracing::info!(listening = %listening.join(","), store = %backend.describe(), "stagehand serving");
     let serving = actix_web::rt::spawn(server);
     let signal = wait_for_signal().await;
     tracing::info!(

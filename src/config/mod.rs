@@ -22,8 +22,8 @@ pub use load::{ConfigError, load};
 pub struct Settings {
     /// The HTTP API.
     pub http: HttpSettings,
-    /// Where queues keep their jobs.
-    pub store: StoreSettings,
+    /// Redis: where queues keep their jobs when a URL is set (else in memory).
+    pub redis: RedisSettings,
     /// Where processors read and write files.
     pub storage: StorageSettings,
     /// Job options every queue starts from.
@@ -54,12 +54,14 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
-/// `[store]`
+/// `[redis]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StoreSettings {
-    /// `memory` (the embedded default; nothing survives a restart).
-    pub backend: String,
+pub struct RedisSettings {
+    /// `redis://[:password@]host[:port][/db]` or `rediss://...`; empty keeps queues in memory.
+    pub url: String,
+    /// The first part of every key (`PREFIX:{queue}:...`).
+    pub prefix: String,
 }
 
 /// `[storage]`
@@ -161,7 +163,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             http: HttpSettings::default(),
-            store: StoreSettings::default(),
+            redis: RedisSettings::default(),
             storage: StorageSettings::default(),
             defaults: JobOptionsInput {
                 attempts: Some(3),
@@ -209,10 +211,11 @@ impl Default for HttpSettings {
     }
 }
 
-impl Default for StoreSettings {
+impl Default for RedisSettings {
     fn default() -> Self {
-        StoreSettings {
-            backend: "memory".into(),
+        RedisSettings {
+            url: String::new(),
+            prefix: stagehand_core::redis::DEFAULT_PREFIX.into(),
         }
     }
 }

@@ -73,13 +73,18 @@ impl Settings {
                 "must be at least 1024",
             ));
         }
-        if self.store.backend != "memory" {
+        if !self.redis.url.is_empty() && redis::Client::open(self.redis.url.as_str()).is_err() {
+            // The URL may hold a password: say what is wrong without echoing it.
             return Err(ConfigError::invalid(
-                "store.backend",
-                format!(
-                    "unknown backend '{}'; this build has: memory",
-                    self.store.backend
-                ),
+                "redis.url",
+                "not a Redis URL; expected redis://[:password@]host[:port][/db] or rediss://...",
+            ));
+        }
+        let prefix = &self.redis.prefix;
+        if prefix.is_empty() || prefix.contains(['{', '}']) {
+            return Err(ConfigError::invalid(
+                "redis.prefix",
+                "must be non-empty and free of braces",
             ));
         }
         let base = self.base_options()?;

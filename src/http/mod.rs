@@ -5,17 +5,37 @@ mod error;
 mod jobs;
 mod queues;
 
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, Scope, web};
 use serde_json::json;
 use stagehand_actors::RuntimeHandle;
 
 pub use error::ApiError;
 
+/// Something `/ready` checks besides the pools (the Redis connection, say).
+#[async_trait::async_trait]
+pub trait ReadyProbe: Send + Sync {
+    /// A short name, used as the error code prefix (`redis` -> `redis_unavailable`).
+    fn name(&self) -> &str;
+    /// `Err` with what is wrong while the dependency cannot serve.
+    async fn check(&self) -> Result<(), String>;
+}
+
 /// What the handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     runtime: RuntimeHandle,
     max_body_bytes: usize,
+    probe: Option<Arc<dyn ReadyProbe>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("runtime", &self.runtime)
+            .finish()
+    }
 }
 
 impl ApiState {
@@ -24,7 +44,14 @@ impl ApiState {
         ApiState {
             runtime,
             max_body_bytes,
+            probe: None,
         }
+    }
+
+    /// The same API, with `/ready` also asking `probe`.
+    pub fn with_probe(mut self, probe: Option<Arc<dyn ReadyProbe>>) -> Self {
+        self.probe = probe;
+        self
     }
 
     fn queue(&self, name: &str) -> Result<&stagehand_actors::QueueHandle, ApiError> {
@@ -83,9 +110,19 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready while no pool has been given up on.
+/// Ready while the probe (if any) answers and no pool has been given up on.
 async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let pools = state.runtime.pool_states().await;
+    if let Some(probe) = &state.probe
+        && let Err(detail) = probe.check().await
+    {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "error": format!("{}_unavailable", probe.name()),
+            "detail": detail,
+            "pools": pools,
+        }));
+    }
     let down: Vec<&String> = pools
         .iter()
         .filter(|(_, s)| **s == stagehand_actors::supervisor::PoolState::GaveUp)

@@ -13,9 +13,20 @@ use serde_json::Value;
 
 /// How long any condition may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
+/// For conditions that take a lot of work (thousands of jobs in a debug build).
+pub const LONG_PATIENCE: Duration = Duration::from_secs(180);
 
 /// Polls `check` until it returns `Some`, failing the test after [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_within(PATIENCE, what, check).await
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `patience`.
+pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -26,7 +37,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        assert!(start.elapsed() < patience, "timed out waiting for {what}");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -154,6 +165,11 @@ impl Service {
     /// (`STAGEHAND_HTTP_BIND=127.0.0.1:0`, read back from its log) and a storage directory of
     /// its own, and waits until `/health` answers. Fails with the service's log if it exits.
     pub async fn start(toml: &str) -> Service {
+        Service::start_with(toml, &[]).await
+    }
+
+    /// As [`Service::start`], with more environment variables (later ones win).
+    pub async fn start_with(toml: &str, env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("stagehand.toml");
         std::fs::write(&path, toml).expect("write config");
@@ -165,6 +181,7 @@ impl Service {
             .env("RUST_LOG", "info")
             .env("STAGEHAND_HTTP_BIND", "127.0.0.1:0")
             .env("STAGEHAND_STORAGE_PATH", dir.path().join("data"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -226,6 +243,14 @@ impl Service {
             async move { status }
         })
         .await
+    }
+
+    /// Kills the process at once (SIGKILL): no shutdown, no hand-back.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Runs the binary's CLI against this service.

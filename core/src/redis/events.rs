@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, Value};
 use tokio::sync::broadcast;
 
 use crate::clock::now_ms;
-use crate::error::StoreError;
 use crate::store::{JobEvent, JobEventKind};
 
 fn text(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
@@ -48,45 +48,73 @@ fn decode(queue: &str, fields: &HashMap<String, Value>) -> Option<JobEvent> {
     })
 }
 
-/// Starts following `KEYS:events` from its current end; stops when the store (the last strong
-/// reference to `events`) is dropped.
+/// The id of the newest event in `stream`, or `0-0` for an empty stream.
+async fn newest(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+) -> Result<String, redis::RedisError> {
+    let newest: Vec<(String, HashMap<String, Value>)> = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(newest
+        .first()
+        .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone()))
+}
+
+async fn connect(client: &Client) -> Result<MultiplexedConnection, redis::RedisError> {
+    let config = AsyncConnectionConfig::new().set_response_timeout(None);
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Follows `KEYS:events` from its current end (taken now if Redis answers, else at the first
+/// connection), reconnecting as needed; stops when the store, the last strong reference to
+/// `events`, is dropped.
 pub(super) async fn follow(
     client: &Client,
     keys: &str,
     queue: &str,
     events: Weak<broadcast::Sender<JobEvent>>,
-) -> Result<(), StoreError> {
-    let unavailable = |e: redis::RedisError| StoreError::Unavailable(e.to_string());
-    let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(unavailable)?;
+) {
     let stream = format!("{keys}:events");
-    // Start after the newest event now, so nothing published from here on is missed.
-    let newest: Vec<(String, HashMap<String, Value>)> = redis::cmd("XREVRANGE")
-        .arg(&stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .map_err(unavailable)?;
-    let mut last = newest
-        .first()
-        .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone());
+    let mut conn = connect(client).await.ok();
+    let mut last = match conn.as_mut() {
+        Some(c) => newest(c, &stream).await.ok(),
+        None => None,
+    };
+    let client = client.clone();
     let queue = queue.to_string();
     tokio::spawn(async move {
         let options = StreamReadOptions::default().block(1000).count(500);
         loop {
-            let Some(sender) = events.upgrade() else {
+            if events.strong_count() == 0 {
                 return;
+            }
+            let step = async {
+                if conn.is_none() {
+                    conn = Some(connect(&client).await?);
+                }
+                let c = conn.as_mut().expect("connected above");
+                let from = match &last {
+                    Some(id) => id.clone(),
+                    None => newest(c, &stream).await?,
+                };
+                last = Some(from.clone());
+                let reply: Option<StreamReadReply> =
+                    c.xread_options(&[&stream], &[&from], &options).await?;
+                Ok::<_, redis::RedisError>(reply)
             };
-            let reply: Result<Option<StreamReadReply>, _> =
-                conn.xread_options(&[&stream], &[&last], &options).await;
-            match reply {
+            match step.await {
                 Ok(Some(reply)) => {
+                    let Some(sender) = events.upgrade() else {
+                        return;
+                    };
                     for key in reply.keys {
                         for entry in key.ids {
                             if sender.receiver_count() > 0
@@ -94,18 +122,17 @@ pub(super) async fn follow(
                             {
                                 let _ = sender.send(event);
                             }
-                            last = entry.id;
+                            last = Some(entry.id);
                         }
                     }
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::warn!(queue = %queue, error = %err, "reading job events failed; retrying");
-                    drop(sender);
+                    tracing::warn!(queue = %queue, error = %err, "following job events failed; retrying");
+                    conn = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
     });
-    Ok(())
 }

@@ -43,6 +43,15 @@ fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// A shared, reconnecting connection that connects on first use; each command waits at most
+/// 10 s for its answer.
+pub fn connection_manager(client: &Client) -> Result<ConnectionManager, StoreError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)
+}
+
 fn retention(keep: Retention) -> String {
     match keep {
         Retention::KeepAll => "all".into(),
@@ -59,32 +68,29 @@ impl RedisStore {
     /// Opens `queue` on the Redis at `url` with the default prefix.
     pub async fn open(url: &str, queue: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url).map_err(unavailable)?;
-        let config =
-            ConnectionManagerConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
-            .await
-            .map_err(unavailable)?;
-        RedisStore::new(client, conn, DEFAULT_PREFIX, queue).await
+        let conn = connection_manager(&client)?;
+        Ok(RedisStore::new(client, conn, DEFAULT_PREFIX, queue).await)
     }
 
     /// A store for `queue` over a shared connection; `client` opens the dedicated
-    /// connections that blocking reads need.
+    /// connections that blocking reads need. Needs no answer from Redis: calls fail with
+    /// [`StoreError::Unavailable`] until it is reachable.
     pub async fn new(
         client: Client,
         conn: ConnectionManager,
         prefix: &str,
         queue: &str,
-    ) -> Result<RedisStore, StoreError> {
+    ) -> RedisStore {
         let keys = format!("{prefix}:{{{queue}}}");
         let events = Arc::new(broadcast::channel(4096).0);
-        events::follow(&client, &keys, queue, Arc::downgrade(&events)).await?;
-        Ok(RedisStore {
+        events::follow(&client, &keys, queue, Arc::downgrade(&events)).await;
+        RedisStore {
             queue: queue.to_string(),
             keys,
             client,
             conn,
             events,
-        })
+        }
     }
 
     fn key(&self, suffix: &str) -> String {

@@ -1,0 +1,193 @@
+//! Where the service keeps its queues: in memory (the default), or in Redis when
+//! `redis.url` is set. With Redis the service starts whether or not Redis answers: calls fail
+//! (503) and pools retry until it does, and `/ready` answers 503 meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use redis::Client;
+use redis::aio::ConnectionManager;
+use stagehand_core::{QueueStore, RedisStore};
+
+use crate::config::{ConfigError, Settings};
+use crate::http::ReadyProbe;
+
+/// Where queues live.
+#[derive(Clone)]
+pub enum Backend {
+    /// In this process; nothing survives a restart.
+    Memory,
+    /// In Redis, shared by every process on it.
+    Redis(RedisBackend),
+}
+
+/// A Redis connection shared by every queue of the service.
+#[derive(Clone)]
+pub struct RedisBackend {
+    client: Client,
+    conn: ConnectionManager,
+    prefix: String,
+    shown: String,
+}
+
+/// `url` with any password replaced by `***`, safe for logs.
+pub fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return "<redis url>".into();
+    };
+    let rest = &url[scheme_end + 3..];
+    match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{}{}:***@{}", &url[..scheme_end + 3], user, &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
+impl Backend {
+    /// The backend the settings ask for. Connects to nothing yet.
+    pub fn from_settings(settings: &Settings) -> Result<Backend, ConfigError> {
+        if settings.redis.url.is_empty() {
+            return Ok(Backend::Memory);
+        }
+        let invalid = |e: redis::RedisError| ConfigError::invalid("redis.url", e.to_string());
+        let client = Client::open(settings.redis.url.as_str()).map_err(invalid)?;
+        let conn = stagehand_core::redis::connection_manager(&client)
+            .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
+        Ok(Backend::Redis(RedisBackend {
+            client,
+            conn,
+            prefix: settings.redis.prefix.clone(),
+            shown: redacted(&settings.redis.url),
+        }))
+    }
+
+    /// `memory` or the redacted Redis URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Memory => "memory".into(),
+            Backend::Redis(r) => r.shown.clone(),
+        }
+    }
+
+    /// The store for `queue`; `None` means the runtime's default (memory).
+    pub async fn store(&self, queue: &str) -> Option<Arc<dyn QueueStore>> {
+        match self {
+            Backend::Memory => None,
+            Backend::Redis(r) => {
+                let store =
+                    RedisStore::new(r.client.clone(), r.conn.clone(), &r.prefix, queue).await;
+                Some(Arc::new(store))
+            }
+        }
+    }
+
+    /// What `/ready` asks, for a backend that can be down.
+    pub fn probe(&self) -> Option<Arc<dyn ReadyProbe>> {
+        match self {
+            Backend::Memory => None,
+            Backend::Redis(r) => Some(Arc::new(r.clone())),
+        }
+    }
+
+    /// Checks Redis once at start and says what it finds; while it is unreachable, keeps
+    /// checking in the background (with growing delays) and says when it answers.
+    pub async fn report_at_start(&self) {
+        let Backend::Redis(r) = self else {
+            return;
+        };
+        if r.ping().await.is_ok() {
+            r.check_policy().await;
+            return;
+        }
+        let r = r.clone();
+        actix_web::rt::spawn(async move {
+            let mut delays = ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10))
+                .without_max_times()
+                .build();
+            loop {
+                match r.ping().await {
+                    Ok(()) => {
+                        tracing::info!(redis = %r.shown, "Redis answers; queues resume");
+                        r.check_policy().await;
+                        return;
+                    }
+                    Err(error) => tracing::error!(
+                        redis = %r.shown, %error,
+                        "Redis is unreachable: queues wait for it and /ready answers 503; retrying"
+                    ),
+                }
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(10))).await;
+            }
+        });
+    }
+}
+
+impl RedisBackend {
+    async fn ping(&self) -> Result<(), String> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.conn.clone())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Warns unless `maxmemory-policy` is `noeviction`: an evicting Redis can lose jobs.
+    async fn check_policy(&self) {
+        let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match answer.as_deref() {
+            Ok([_, policy]) if policy == "noeviction" => {
+                tracing::info!(redis = %self.shown, "connected to Redis (maxmemory-policy noeviction)")
+            }
+            Ok([_, policy]) => tracing::warn!(
+                redis = %self.shown, policy = %policy,
+                "Redis maxmemory-policy is not noeviction: under memory pressure Redis may evict jobs; set maxmemory-policy noeviction"
+            ),
+            _ => {
+                tracing::info!(redis = %self.shown, "connected to Redis (could not read maxmemory-policy)")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ReadyProbe for RedisBackend {
+    fn name(&self) -> &str {
+        "redis"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_a_log() {
+        assert_eq!(
+            redacted("redis://:s3cret@host:6379/4"),
+            "redis://:***@host:6379/4"
+        );
+        assert_eq!(
+            redacted("rediss://user:s3cret@host"),
+            "rediss://user:***@host"
+        );
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/4"),
+            "redis://127.0.0.1:6379/4"
+        );
+        assert!(!redacted("redis://u:p@ss@word@h").contains("word"));
+    }
+}
