@@ -20,7 +20,7 @@ pub enum Backend {
     /// In this process; nothing survives a restart.
     Memory,
     /// In Redis, shared by every process on it.
-    Redis(RedisBackend),
+    Redis(Box<RedisBackend>),
 }
 
 /// A Redis connection shared by every queue of the service.
@@ -57,12 +57,12 @@ impl Backend {
         let client = Client::open(settings.redis.url.as_str()).map_err(invalid)?;
         let conn = stagehand_core::redis::connection_manager(&client)
             .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
-        Ok(Backend::Redis(RedisBackend {
+        Ok(Backend::Redis(Box::new(RedisBackend {
             client,
             conn,
             prefix: settings.redis.prefix.clone(),
             shown: redacted(&settings.redis.url),
-        }))
+        })))
     }
 
     /// `memory` or the redacted Redis URL.
@@ -89,7 +89,7 @@ impl Backend {
     pub fn probe(&self) -> Option<Arc<dyn ReadyProbe>> {
         match self {
             Backend::Memory => None,
-            Backend::Redis(r) => Some(Arc::new(r.clone())),
+            Backend::Redis(r) => Some(Arc::new(RedisBackend::clone(r))),
         }
     }
 
@@ -103,7 +103,7 @@ impl Backend {
             r.check_policy().await;
             return;
         }
-        let r = r.clone();
+        let r = RedisBackend::clone(r);
         actix_web::rt::spawn(async move {
             let mut delays = ExponentialBuilder::new()
                 .with_min_delay(Duration::from_millis(200))
