@@ -12,6 +12,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -21,13 +22,16 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn pong(port: u16) -> bool {
+/// Whether a server answers on `port` (a PING, or the refusal of a server that wants a password).
+fn answers(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read_exact(&mut buf).is_ok()
+        && (&buf == b"+PONG\r\n" || buf.starts_with(b"-NOAUTH"))
 }
 
 impl RedisServer {
@@ -38,6 +42,7 @@ impl RedisServer {
             port: 0,
             dir,
             child: None,
+            extra: Vec::new(),
         };
         for _ in 0..5 {
             server.port = free_port();
@@ -53,6 +58,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "yes", "--daemonize", "no"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -64,7 +70,7 @@ impl RedisServer {
         self.child = Some(child);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if pong(self.port) {
+            if answers(self.port) {
                 return true;
             }
             if let Some(child) = self.child.as_mut()
@@ -100,6 +106,12 @@ impl RedisServer {
             "redis-server did not restart on port {}",
             self.port
         );
+    }
+
+    /// Starts it again on the same port and directory with more `redis-server` arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.extra = args.iter().map(|a| a.to_string()).collect();
+        self.restart();
     }
 
     /// The server's log file.

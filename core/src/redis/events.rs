@@ -92,6 +92,7 @@ pub(super) async fn follow(
     let queue = queue.to_string();
     tokio::spawn(async move {
         let options = StreamReadOptions::default().block(1000).count(500);
+        let mut failing = false;
         loop {
             if events.strong_count() == 0 {
                 return;
@@ -110,7 +111,12 @@ pub(super) async fn follow(
                     c.xread_options(&[&stream], &[&from], &options).await?;
                 Ok::<_, redis::RedisError>(reply)
             };
-            match step.await {
+            let result = step.await;
+            if result.is_ok() && failing {
+                failing = false;
+                tracing::info!(queue = %queue, "following job events again");
+            }
+            match result {
                 Ok(Some(reply)) => {
                     let Some(sender) = events.upgrade() else {
                         return;
@@ -128,7 +134,10 @@ pub(super) async fn follow(
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::warn!(queue = %queue, error = %err, "following job events failed; retrying");
+                    if !failing {
+                        tracing::warn!(queue = %queue, error = %err, "following job events failed; retrying every second");
+                    }
+                    failing = true;
                     conn = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

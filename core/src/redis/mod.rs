@@ -43,12 +43,14 @@ fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// A shared, reconnecting connection that connects on first use; each command waits at most
-/// 10 s for its answer.
+/// A shared, reconnecting connection that connects on first use. A call made while Redis is
+/// down fails after one quick reconnect attempt rather than retrying at length: the callers
+/// (pools, the API) have retry policies of their own. Each command waits at most 10 s.
 pub fn connection_manager(client: &Client) -> Result<ConnectionManager, StoreError> {
     let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
         .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
+        .set_connection_timeout(Some(Duration::from_secs(2)));
     ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)
 }
 

@@ -1,0 +1,50 @@
+//! Redis unreachable at start: the service says so clearly, `/ready` answers 503, and work
+//! resumes once Redis is up.
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{Service, eventually};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_at_start_then_work_resumes() {
+    let mut redis = RedisServer::start();
+    let url = format!("redis://:hunter2@127.0.0.1:{}", redis.port);
+    redis.kill();
+    let service = Service::start_with("", &[("STAGEHAND_REDIS_URL", &url)]).await;
+    let api = &service.api;
+
+    eventually("the log to say Redis is unreachable", || async {
+        service.log().contains("Redis is unreachable").then_some(())
+    })
+    .await;
+    let (status, ready) = api.get("/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["error"], "redis_unavailable");
+    let (status, _) = api.get("/health").await;
+    assert_eq!(status, 200, "the process itself is up");
+    assert!(
+        !service.log().contains("hunter2"),
+        "the password never reaches a log"
+    );
+
+    // Redis without the password set accepts any AUTH-less client; start it requiring it.
+    redis.restart_with(&["--requirepass", "hunter2"]);
+    eventually("/ready to answer 200", || async {
+        (api.get("/ready").await.0 == 200).then_some(())
+    })
+    .await;
+    let id = api
+        .add("export", json!({"name": "r", "data": {"format": "json", "records": [{"a": 1}], "output_key": "r.json"}}))
+        .await;
+    api.wait_state("export", &id, "completed").await;
+    eventually("the log to say Redis is back", || async {
+        service
+            .log()
+            .contains("Redis answers; queues resume")
+            .then_some(())
+    })
+    .await;
+    assert!(!service.log().contains("hunter2"));
+}
