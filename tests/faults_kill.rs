@@ -47,12 +47,7 @@ async fn a_killed_worker_loses_no_job() {
     .await;
     let big_job = api.job("export", &big).await;
     assert_eq!(big_job["stalled_count"], 1, "{big_job}");
-    let outcomes: Vec<&str> = big_job["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["outcome"].as_str().expect("outcome"))
-        .collect();
+    let outcomes = common::outcomes(&big_job);
     assert_eq!(outcomes, ["stalled", "completed"]);
     for id in &small {
         let job = api.job("export", id).await;

@@ -225,12 +225,7 @@ async fn a_lease_that_expires_puts_the_job_back_and_a_pool_finishes_it() {
     let (api, _server) = serve_api(runtime.clone(), LIMIT);
     let job = api.wait_state("q", &added.id, "completed").await;
     assert_eq!(job["stalled_count"], 1);
-    let outcomes: Vec<&str> = job["history"]
-        .as_array()
-        .expect("history")
-        .iter()
-        .map(|h| h["outcome"].as_str().expect("outcome"))
-        .collect();
+    let outcomes = common::outcomes(&job);
     assert_eq!(outcomes, ["stalled", "completed"]);
     assert_eq!(*seen.lock(), ["orphan"]);
     let late = store

@@ -43,6 +43,16 @@ where
     }
 }
 
+/// How each attempt of a job (as the API shows it) ended, in order.
+pub fn outcomes(job: &Value) -> Vec<String> {
+    job["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["outcome"].as_str().expect("outcome").to_string())
+        .collect()
+}
+
 /// A JSON HTTP client for one server.
 #[derive(Clone)]
 pub struct Api {
