@@ -98,6 +98,15 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server the way an operator would (SIGTERM: it flushes its AOF and exits).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
     /// Starts it again on the same port and directory (so it reloads its AOF).
     pub fn restart(&mut self) {
         self.kill();
