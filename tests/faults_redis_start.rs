@@ -19,6 +19,13 @@ async fn redis_unreachable_at_start_then_work_resumes() {
         service.log().contains("Redis is unreachable").then_some(())
     })
     .await;
+    eventually("an alert that the export pool's store is down", || async {
+        service
+            .log()
+            .contains("kind=StoreUnavailable")
+            .then_some(())
+    })
+    .await;
     let (status, ready) = api.get("/ready").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["error"], "redis_unavailable");
@@ -46,5 +53,10 @@ async fn redis_unreachable_at_start_then_work_resumes() {
             .then_some(())
     })
     .await;
+    assert!(
+        service.log().contains("queue store answers again"),
+        "{}",
+        service.log()
+    );
     assert!(!service.log().contains("hunter2"));
 }

@@ -34,6 +34,8 @@ pub enum AlertKind {
     PoolIntensityExceeded,
     /// The supervisor restarted a pool too often and gave up on it.
     SupervisorGaveUp,
+    /// A pool's queue store (Redis) does not answer; the pool retries until it does.
+    StoreUnavailable,
 }
 
 /// One alert.

@@ -52,6 +52,8 @@ pub(super) struct Engine {
     exit: Option<PoolExit>,
     drain_by: Option<Instant>,
     draining: watch::Sender<bool>,
+    /// Whether the last store call failed (an outage is alerted once).
+    store_down: bool,
 }
 
 fn error_backoff() -> ExponentialBackoff {
@@ -80,6 +82,7 @@ impl Engine {
             exit: None,
             drain_by: None,
             draining: watch::channel(false).0,
+            store_down: false,
         }
     }
 
@@ -115,14 +118,15 @@ impl Engine {
                     .fetch(&self.worker, max, self.settings.lease)
                     .await
                 {
-                    Ok(jobs) if !jobs.is_empty() => {
-                        self.errors = error_backoff();
-                        for job in jobs {
-                            self.spawn(job, &done_tx);
+                    Ok(jobs) => {
+                        self.store_answered();
+                        if !jobs.is_empty() {
+                            for job in jobs {
+                                self.spawn(job, &done_tx);
+                            }
+                            continue;
                         }
-                        continue;
                     }
-                    Ok(_) => {}
                     Err(err) => {
                         self.pause_after(err, "fetch").await;
                         continue;
@@ -209,7 +213,7 @@ impl Engine {
             Ok(results) => results,
             Err(err) => return Err((batch, err)),
         };
-        self.errors = error_backoff();
+        self.store_answered();
         for (f, result) in batch.into_iter().zip(results) {
             self.slots.vacate(f.slot);
             self.after_settle(&f, result);
@@ -359,7 +363,29 @@ impl Engine {
         }
     }
 
+    /// A store call succeeded: reset the error delays, and say so if the store was down.
+    fn store_answered(&mut self) {
+        if self.store_down {
+            self.store_down = false;
+            self.errors = error_backoff();
+            tracing::info!(queue = %self.queue, "queue store answers again; pool resumes");
+        }
+    }
+
+    /// A store call failed: alert once per outage, then wait a growing delay.
     async fn pause_after(&mut self, err: StoreError, during: &str) {
+        if !self.store_down {
+            self.store_down = true;
+            let alert = Alert::new(
+                AlertKind::StoreUnavailable,
+                Severity::Critical,
+                &self.queue,
+                format!(
+                    "queue store unavailable during {during}: {err}; the pool retries until it answers"
+                ),
+            );
+            raise(&self.alerts, alert);
+        }
         let delay = self.errors.next().unwrap_or(Duration::from_secs(5));
         tracing::warn!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
         sleep(delay).await;
