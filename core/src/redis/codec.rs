@@ -1,16 +1,20 @@
 //! Turning a job's hash, history and logs (as the scripts return them) into a [`Job`].
 
-use std::collections::HashMap;
-
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::StoreError;
-use crate::job::{AttemptRecord, Job, JobState};
+use crate::job::{AttemptOutcome, AttemptRecord, Job, JobState};
 use crate::options::JobOptions;
 
-/// `{ id, hash fields, history entries, log lines }`.
-pub(super) type RawJob = (String, HashMap<String, String>, Vec<String>, Vec<String>);
+/// `{ id, hash fields (in [`FIELDS`] order), history entries, log lines }`.
+pub(super) type RawJob = (String, Vec<Option<String>>, Vec<String>, Vec<String>);
+
+/// The hash fields `read_job` (lib.lua) returns, in order.
+const FIELDS: [&str; 16] = [
+    "state", "name", "data", "opts", "progress", "made", "stall", "rel", "rv", "reason", "created",
+    "run_at", "proc", "fin", "a_start", "a_worker",
+];
 
 fn corrupt(id: &str, what: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("job {id}: {what}: {err}"))
@@ -21,52 +25,52 @@ fn json<T: DeserializeOwned>(id: &str, field: &str, text: &str) -> Result<T, Sto
 }
 
 /// Decodes one job of `queue`.
-pub(super) fn decode_job(
-    queue: &str,
-    (id, fields, history, logs): RawJob,
-) -> Result<Job, StoreError> {
-    let text = |name: &str| -> Result<&str, StoreError> {
-        fields
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| corrupt(&id, name, "missing"))
+pub(super) fn decode_job(queue: &str, (id, fields, history, logs): RawJob) -> Result<Job, StoreError> {
+    if fields.len() != FIELDS.len() {
+        return Err(corrupt(&id, "fields", format!("{} of {}", fields.len(), FIELDS.len())));
+    }
+    let get = |name: &str| -> Option<&str> {
+        let i = FIELDS.iter().position(|f| *f == name)?;
+        fields[i].as_deref()
     };
-    let number = |name: &str| -> Result<u64, StoreError> {
-        match fields.get(name) {
-            None => Ok(0),
-            Some(v) => v
-                .parse::<f64>()
-                .map(|n| n as u64)
-                .map_err(|e| corrupt(&id, name, e)),
-        }
-    };
+    let text = |name: &str| get(name).ok_or_else(|| corrupt(&id, name, "missing"));
     let optional = |name: &str| -> Result<Option<u64>, StoreError> {
-        fields.get(name).map(|_| number(name)).transpose()
+        get(name)
+            .map(|v| v.parse::<f64>().map(|n| n as u64).map_err(|e| corrupt(&id, name, e)))
+            .transpose()
     };
-    let state: JobState = text("state")?
-        .parse()
-        .map_err(|e: String| corrupt(&id, "state", e))?;
-    let options: JobOptions = json(&id, "opts", text("opts")?)?;
-    let history = history
+    let number = |name: &str| optional(name).map(Option::unwrap_or_default);
+    let state: JobState = text("state")?.parse().map_err(|e: String| corrupt(&id, "state", e))?;
+    let mut history = history
         .iter()
         .map(|entry| json::<AttemptRecord>(&id, "history", entry))
         .collect::<Result<Vec<_>, _>>()?;
+    if let (Some(started_at), Some(worker)) = (optional("a_start")?, get("a_worker")) {
+        history.push(AttemptRecord {
+            attempt: number("made")? as u32,
+            worker: worker.into(),
+            started_at,
+            finished_at: None,
+            outcome: AttemptOutcome::Running,
+            error: None,
+            retry_delay_ms: None,
+        });
+    }
     Ok(Job {
         queue: queue.to_string(),
         name: text("name")?.to_string(),
         data: json(&id, "data", text("data")?)?,
-        options,
+        options: json::<JobOptions>(&id, "opts", text("opts")?)?,
         state,
-        progress: fields
-            .get("progress")
+        progress: get("progress")
             .map(|p| json::<Value>(&id, "progress", p))
             .transpose()?
             .unwrap_or(Value::from(0)),
         attempts_made: number("made")? as u32,
         stalled_count: number("stall")? as u32,
         released_count: number("rel")? as u32,
-        return_value: fields.get("rv").map(|rv| json(&id, "rv", rv)).transpose()?,
-        failed_reason: fields.get("reason").cloned(),
+        return_value: get("rv").map(|rv| json(&id, "rv", rv)).transpose()?,
+        failed_reason: get("reason").map(str::to_string),
         history,
         logs,
         created_at: number("created")?,

@@ -7,7 +7,6 @@ mod events;
 mod scripts;
 mod signal;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,13 +205,7 @@ impl QueueStore for RedisStore {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<ActiveJob>, StoreError> {
-        let raw: Vec<(
-            u64,
-            String,
-            HashMap<String, String>,
-            Vec<String>,
-            Vec<String>,
-        )> = scripts::FETCH
+        let raw: Vec<(u64, RawJob)> = scripts::FETCH
             .key(self.key("tok"))
             .arg(&self.keys)
             .arg(worker)
@@ -222,8 +215,8 @@ impl QueueStore for RedisStore {
             .await
             .map_err(unavailable)?;
         raw.into_iter()
-            .map(|(token, id, fields, history, logs)| {
-                let job = decode_job(&self.queue, (id, fields, history, logs))?;
+            .map(|(token, raw)| {
+                let job = decode_job(&self.queue, raw)?;
                 Ok(ActiveJob {
                     job: Arc::new(job),
                     token: LeaseToken(token),

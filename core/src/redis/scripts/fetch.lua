@@ -1,6 +1,6 @@
 -- Promotes due delayed jobs, then leases up to ARGV[3] ready jobs (waiting first, then by
 -- priority). KEYS[1]: K:tok. ARGV: K, worker, max, lease_ms.
--- Returns, per job: { token, id, fields, history, logs }.
+-- Returns, per job: { token, { id, fields, history, logs } }.
 local K = ARGV[1]
 local worker = ARGV[2]
 local max = tonumber(ARGV[3])
@@ -23,14 +23,11 @@ while #out < max do
   local jk = jkey(K, id)
   if redis.call('EXISTS', jk) == 1 then
     local token = redis.call('INCR', KEYS[1])
-    local made = redis.call('HINCRBY', jk, 'made', 1)
-    redis.call('HSET', jk, 'state', 'active', 'tok', token, 'proc', now)
+    redis.call('HINCRBY', jk, 'made', 1)
+    redis.call('HSET', jk, 'state', 'active', 'tok', token, 'proc', now, 'a_start', now, 'a_worker', worker)
     redis.call('ZADD', K .. ':active', now + lease, id)
-    redis.call('RPUSH', jk .. ':h', cjson.encode({
-      attempt = made, worker = worker, started_at = now, outcome = 'running' }))
     event(K, id, 'active')
-    local job = read_job(K, id)
-    table.insert(out, { token, job[1], job[2], job[3], job[4] })
+    table.insert(out, { token, read_job(K, id) })
   end
 end
 return out

@@ -73,27 +73,25 @@ local function trim(K, set, spec, now)
   end
 end
 
--- Ends the running attempt in the job's history.
+-- Ends the running attempt: appends its record to the job's history. (The running attempt
+-- lives in the hash as a_start / a_worker; `made` is its number.)
 local function end_attempt(K, id, now, outcome, err, retry_delay)
-  local hk = jkey(K, id) .. ':h'
-  local last = redis.call('LINDEX', hk, -1)
-  if last then
-    local h = cjson.decode(last)
-    if h.outcome == 'running' then
-      h.finished_at = now
-      h.outcome = outcome
-      if err then h.error = err end
-      if retry_delay then h.retry_delay_ms = retry_delay end
-      redis.call('LSET', hk, -1, cjson.encode(h))
-    end
-  end
+  local jk = jkey(K, id)
+  local f = redis.call('HMGET', jk, 'made', 'a_start', 'a_worker')
+  if not f[2] then return end
+  redis.call('RPUSH', jk .. ':h', cjson.encode({
+    attempt = tonumber(f[1]), worker = f[3], started_at = tonumber(f[2]), finished_at = now,
+    outcome = outcome, error = err, retry_delay_ms = retry_delay }))
+  redis.call('HDEL', jk, 'a_start', 'a_worker')
 end
 
--- A job's fields, history and logs, as fetch, get and list return them.
+-- A job's fields (in the order codec.rs reads them), history and logs, as fetch, get and
+-- list return them.
 local function read_job(K, id)
   local jk = jkey(K, id)
-  local fields = redis.call('HGETALL', jk)
-  if #fields == 0 then return false end
+  local fields = redis.call('HMGET', jk, 'state', 'name', 'data', 'opts', 'progress', 'made',
+    'stall', 'rel', 'rv', 'reason', 'created', 'run_at', 'proc', 'fin', 'a_start', 'a_worker')
+  if not fields[1] then return false end
   return { id, fields, redis.call('LRANGE', jk .. ':h', 0, -1), redis.call('LRANGE', jk .. ':l', 0, -1) }
 end
 
