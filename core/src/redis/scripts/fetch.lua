@@ -27,7 +27,8 @@ while #out < max do
     redis.call('HSET', jk, 'state', 'active', 'tok', token, 'proc', now, 'a_start', now, 'a_worker', worker)
     redis.call('ZADD', K .. ':active', now + lease, id)
     event(K, id, 'active')
-    table.insert(out, { token, read_job(K, id) })
+    -- A processor reads its job's data and history; its own log lines it does not need.
+    table.insert(out, { token, read_job(K, id, true) })
   end
 end
 return out

@@ -85,14 +85,16 @@ local function end_attempt(K, id, now, outcome, err, retry_delay)
   redis.call('HDEL', jk, 'a_start', 'a_worker')
 end
 
--- A job's fields (in the order codec.rs reads them), history and logs, as fetch, get and
--- list return them.
-local function read_job(K, id)
+-- A job's fields (in the order codec.rs reads them), history and logs (unless without_logs),
+-- as fetch, get and list return them.
+local function read_job(K, id, without_logs)
   local jk = jkey(K, id)
   local fields = redis.call('HMGET', jk, 'state', 'name', 'data', 'opts', 'progress', 'made',
     'stall', 'rel', 'rv', 'reason', 'created', 'run_at', 'proc', 'fin', 'a_start', 'a_worker')
   if not fields[1] then return false end
-  return { id, fields, redis.call('LRANGE', jk .. ':h', 0, -1), redis.call('LRANGE', jk .. ':l', 0, -1) }
+  local logs = {}
+  if not without_logs then logs = redis.call('LRANGE', jk .. ':l', 0, -1) end
+  return { id, fields, redis.call('LRANGE', jk .. ':h', 0, -1), logs }
 end
 
 -- Fails a job for good: failed set, reason, retention. Returns the job as it ended (read

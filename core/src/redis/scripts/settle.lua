@@ -16,14 +16,15 @@ for i = 2, #ARGV, 6 do
   else
     redis.call('ZREM', KEYS[1], id)
     if kind == 'completed' then
-      end_attempt(K, id, now, 'completed')
-      redis.call('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
-      redis.call('HDEL', jk, 'tok', 'reason')
       local keep = redis.call('HGET', jk, 'roc')
       event(K, id, 'completed')
       if keep == 'remove' then
+        -- Nothing of it is kept, so nothing of it is written first.
         delete_job(K, id)
       else
+        end_attempt(K, id, now, 'completed')
+        redis.call('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
+        redis.call('HDEL', jk, 'tok', 'reason')
         redis.call('ZADD', K .. ':completed', now, id)
         trim(K, 'completed', keep, now)
       end
