@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use stagehand::actors::{PoolSettings, QueueSpec, Runtime};
-use stagehand::core::{JobContext, JobOptions, NewJob, QueueStore, RedisStore, Retention, processor_fn};
+use stagehand::core::{
+    JobContext, JobOptions, NewJob, QueueStore, RedisStore, Retention, processor_fn,
+};
 
 const JOBS: usize = 20_000;
 const BATCH: usize = 1_000;
@@ -33,7 +35,9 @@ fn options() -> JobOptions {
 }
 
 fn micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 async fn empty(store: &RedisStore) {
@@ -47,7 +51,11 @@ async fn empty(store: &RedisStore) {
 }
 
 async fn throughput(url: &str) {
-    let store = Arc::new(RedisStore::open(url, "bench-throughput").await.expect("open"));
+    let store = Arc::new(
+        RedisStore::open(url, "bench-throughput")
+            .await
+            .expect("open"),
+    );
     let start = Instant::now();
     for b in 0..JOBS / BATCH {
         let batch = (0..BATCH)
@@ -63,7 +71,12 @@ async fn throughput(url: &str) {
     };
     let start = Instant::now();
     let runtime = Runtime::builder()
-        .queue(QueueSpec::new("bench-throughput").store(store.clone()).settings(settings).processor(Arc::new(noop)))
+        .queue(
+            QueueSpec::new("bench-throughput")
+                .store(store.clone())
+                .settings(settings)
+                .processor(Arc::new(noop)),
+        )
         .start();
     empty(&store).await;
     let processed = start.elapsed();
@@ -97,7 +110,12 @@ async fn latency(url: &str) {
         ..PoolSettings::with_concurrency(CONCURRENCY)
     };
     let runtime = Runtime::builder()
-        .queue(QueueSpec::new("bench-latency").store(store.clone()).settings(settings).processor(Arc::new(processor)))
+        .queue(
+            QueueSpec::new("bench-latency")
+                .store(store.clone())
+                .settings(settings)
+                .processor(Arc::new(processor)),
+        )
         .start();
     let total = (RATE_SECONDS * 1000) as usize;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -121,8 +139,11 @@ async fn latency(url: &str) {
 
 fn main() {
     // `cargo bench` passes flags such as --bench; this harness takes none.
-    let own = std::env::var("REDIS_URL").is_err().then(redis_server::RedisServer::start);
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| own.as_ref().map(|r| r.url()).unwrap_or_default());
+    let own = std::env::var("REDIS_URL")
+        .is_err()
+        .then(redis_server::RedisServer::start);
+    let url = std::env::var("REDIS_URL")
+        .unwrap_or_else(|_| own.as_ref().map(|r| r.url()).unwrap_or_default());
     let system = actix::System::new();
     system.block_on(async {
         throughput(&url).await;

@@ -25,9 +25,16 @@ fn json<T: DeserializeOwned>(id: &str, field: &str, text: &str) -> Result<T, Sto
 }
 
 /// Decodes one job of `queue`.
-pub(super) fn decode_job(queue: &str, (id, fields, history, logs): RawJob) -> Result<Job, StoreError> {
+pub(super) fn decode_job(
+    queue: &str,
+    (id, fields, history, logs): RawJob,
+) -> Result<Job, StoreError> {
     if fields.len() != FIELDS.len() {
-        return Err(corrupt(&id, "fields", format!("{} of {}", fields.len(), FIELDS.len())));
+        return Err(corrupt(
+            &id,
+            "fields",
+            format!("{} of {}", fields.len(), FIELDS.len()),
+        ));
     }
     let get = |name: &str| -> Option<&str> {
         let i = FIELDS.iter().position(|f| *f == name)?;
@@ -36,11 +43,17 @@ pub(super) fn decode_job(queue: &str, (id, fields, history, logs): RawJob) -> Re
     let text = |name: &str| get(name).ok_or_else(|| corrupt(&id, name, "missing"));
     let optional = |name: &str| -> Result<Option<u64>, StoreError> {
         get(name)
-            .map(|v| v.parse::<f64>().map(|n| n as u64).map_err(|e| corrupt(&id, name, e)))
+            .map(|v| {
+                v.parse::<f64>()
+                    .map(|n| n as u64)
+                    .map_err(|e| corrupt(&id, name, e))
+            })
             .transpose()
     };
     let number = |name: &str| optional(name).map(Option::unwrap_or_default);
-    let state: JobState = text("state")?.parse().map_err(|e: String| corrupt(&id, "state", e))?;
+    let state: JobState = text("state")?
+        .parse()
+        .map_err(|e: String| corrupt(&id, "state", e))?;
     let mut history = history
         .iter()
         .map(|entry| json::<AttemptRecord>(&id, "history", entry))
