@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use redis::Client;
-use redis::aio::ConnectionManager;
+use stagehand_core::redis::{Conn, Target};
 use stagehand_core::{QueueStore, RedisStore};
 
 use crate::config::{ConfigError, Settings};
@@ -26,8 +26,8 @@ pub enum Backend {
 /// A Redis connection shared by every queue of the service.
 #[derive(Clone)]
 pub struct RedisBackend {
-    client: Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     prefix: String,
     shown: String,
 }
@@ -48,20 +48,36 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl Backend {
-    /// The backend the settings ask for. Connects to nothing yet.
-    pub fn from_settings(settings: &Settings) -> Result<Backend, ConfigError> {
-        if settings.redis.url.is_empty() {
+    /// The backend the settings ask for. A standalone Redis is connected on first use (so the
+    /// service starts while it is down); a Cluster is connected now.
+    pub async fn from_settings(settings: &Settings) -> Result<Backend, ConfigError> {
+        let redis = &settings.redis;
+        let (target, key, shown) = if !redis.cluster.is_empty() {
+            let target = Target::cluster(&redis.cluster)
+                .map_err(|e| ConfigError::invalid("redis.cluster", e.to_string()))?;
+            let shown = redis
+                .cluster
+                .iter()
+                .map(|u| redacted(u))
+                .collect::<Vec<_>>()
+                .join(",");
+            (target, "redis.cluster", shown)
+        } else if !redis.url.is_empty() {
+            let client = Client::open(redis.url.as_str())
+                .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
+            (Target::Single(client), "redis.url", redacted(&redis.url))
+        } else {
             return Ok(Backend::Memory);
-        }
-        let invalid = |e: redis::RedisError| ConfigError::invalid("redis.url", e.to_string());
-        let client = Client::open(settings.redis.url.as_str()).map_err(invalid)?;
-        let conn = stagehand_core::redis::connection_manager(&client)
-            .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
+        };
+        let conn = target
+            .shared()
+            .await
+            .map_err(|e| ConfigError::invalid(key, format!("cannot connect to {shown}: {e}")))?;
         Ok(Backend::Redis(Box::new(RedisBackend {
-            client,
+            target,
             conn,
-            prefix: settings.redis.prefix.clone(),
-            shown: redacted(&settings.redis.url),
+            prefix: redis.prefix.clone(),
+            shown,
         })))
     }
 
@@ -79,7 +95,7 @@ impl Backend {
             Backend::Memory => None,
             Backend::Redis(r) => {
                 let store =
-                    RedisStore::new(r.client.clone(), r.conn.clone(), &r.prefix, queue).await;
+                    RedisStore::new(r.target.clone(), r.conn.clone(), &r.prefix, queue).await;
                 Some(Arc::new(store))
             }
         }

@@ -60,7 +60,7 @@ pub async fn runtime_builder(
 /// Runs the service until SIGTERM or Ctrl-C. Call inside an actix `System`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let storage = Storage::local(&settings.storage.path).context("storage.path")?;
-    let backend = Backend::from_settings(&settings)?;
+    let backend = Backend::from_settings(&settings).await?;
     backend.report_at_start().await;
     let runtime = runtime_builder(&settings, &storage, &backend)
         .await?

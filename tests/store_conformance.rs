@@ -1,11 +1,11 @@
 //! The store conformance suite, run against every store: the memory store, and the Redis
-//! store on a `redis-server` each check starts for itself.
+//! store on a `redis-server` (and on a Redis Cluster) each check starts for itself.
 
 mod common;
 
 use std::sync::Arc;
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use stagehand_core::{MemoryStore, QueueStore, RedisStore};
 
 async fn memory(queue: &str) -> (Arc<dyn QueueStore>, ()) {
@@ -20,10 +20,24 @@ async fn redis(queue: &str) -> (Arc<dyn QueueStore>, RedisServer) {
     (Arc::new(store), server)
 }
 
+async fn redis_cluster(queue: &str) -> (Arc<dyn QueueStore>, RedisCluster) {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::open_cluster(&cluster.urls(), queue)
+        .await
+        .expect("open the Redis store on the cluster");
+    (Arc::new(store), cluster)
+}
+
 mod memory_store {
     stagehand_core::conformance_tests!(super::memory);
 }
 
 mod redis_store {
     stagehand_core::conformance_tests!(super::redis);
+}
+
+/// The same suite on a three-master Redis Cluster: each queue's keys share one hash tag, so
+/// every script runs on one node, whichever node owns the queue's slot.
+mod redis_cluster_store {
+    stagehand_core::conformance_tests!(super::redis_cluster);
 }

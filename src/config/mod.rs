@@ -60,6 +60,8 @@ pub struct HttpSettings {
 pub struct RedisSettings {
     /// `redis://[:password@]host[:port][/db]` or `rediss://...`; empty keeps queues in memory.
     pub url: String,
+    /// A Redis Cluster's nodes (`redis://host:port` each); instead of `url`.
+    pub cluster: Vec<String>,
     /// The first part of every key (`PREFIX:{queue}:...`).
     pub prefix: String,
 }
@@ -215,6 +217,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         RedisSettings {
             url: String::new(),
+            cluster: Vec::new(),
             prefix: stagehand_core::redis::DEFAULT_PREFIX.into(),
         }
     }

@@ -80,6 +80,23 @@ impl Settings {
                 "not a Redis URL; expected redis://[:password@]host[:port][/db] or rediss://...",
             ));
         }
+        if !self.redis.url.is_empty() && !self.redis.cluster.is_empty() {
+            return Err(ConfigError::invalid(
+                "redis.cluster",
+                "give redis.url or redis.cluster, not both",
+            ));
+        }
+        if self
+            .redis
+            .cluster
+            .iter()
+            .any(|node| redis::Client::open(node.as_str()).is_err())
+        {
+            return Err(ConfigError::invalid(
+                "redis.cluster",
+                "each node must be a Redis URL such as redis://127.0.0.1:7000",
+            ));
+        }
         let prefix = &self.redis.prefix;
         if prefix.is_empty() || prefix.contains(['{', '}']) {
             return Err(ConfigError::invalid(

@@ -134,3 +134,111 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports; killed when dropped.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port(taken: &[u16]) -> u16 {
+    loop {
+        let port = free_port();
+        let bus_free = port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+        if bus_free && !taken.contains(&port) {
+            return port;
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server --cluster-enabled yes` and joins them with `redis-cli --cluster create`.
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ports = Vec::new();
+        let mut children = Vec::new();
+        for _ in 0..3 {
+            let port = free_cluster_port(&ports);
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                ])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            ports.push(port);
+            children.push(child);
+        }
+        let cluster = RedisCluster {
+            ports,
+            _dir: dir,
+            children,
+        };
+        let start = Instant::now();
+        while !cluster.ports.iter().all(|p| answers(*p)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "cluster nodes did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli --cluster create");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let start = Instant::now();
+        while !cluster.ports.iter().all(|p| cluster_ok(*p)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the cluster never reached state ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// `redis://127.0.0.1:PORT` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect()
+    }
+}
+
+fn cluster_ok(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "cluster", "info"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        .unwrap_or(false)
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::{AsyncCommands, AsyncConnectionConfig, Client, Value};
+use redis::{AsyncCommands, Value};
 use tokio::sync::broadcast;
 
+use super::conn::{Conn, Target};
 use crate::clock::now_ms;
 use crate::store::{JobEvent, JobEventKind};
 
@@ -49,10 +49,7 @@ fn decode(queue: &str, fields: &HashMap<String, Value>) -> Option<JobEvent> {
 }
 
 /// The id of the newest event in `stream`, or `0-0` for an empty stream.
-async fn newest(
-    conn: &mut MultiplexedConnection,
-    stream: &str,
-) -> Result<String, redis::RedisError> {
+async fn newest(conn: &mut Conn, stream: &str) -> Result<String, redis::RedisError> {
     let newest: Vec<(String, HashMap<String, Value>)> = redis::cmd("XREVRANGE")
         .arg(stream)
         .arg("+")
@@ -66,29 +63,22 @@ async fn newest(
         .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone()))
 }
 
-async fn connect(client: &Client) -> Result<MultiplexedConnection, redis::RedisError> {
-    let config = AsyncConnectionConfig::new().set_response_timeout(None);
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
 /// Follows `KEYS:events` from its current end (taken now if Redis answers, else at the first
 /// connection), reconnecting as needed; stops when the store, the last strong reference to
 /// `events`, is dropped.
 pub(super) async fn follow(
-    client: &Client,
+    target: &Target,
     keys: &str,
     queue: &str,
     events: Weak<broadcast::Sender<JobEvent>>,
 ) {
     let stream = format!("{keys}:events");
-    let mut conn = connect(client).await.ok();
+    let mut conn = target.blocking().await.ok();
     let mut last = match conn.as_mut() {
         Some(c) => newest(c, &stream).await.ok(),
         None => None,
     };
-    let client = client.clone();
+    let target = target.clone();
     let queue = queue.to_string();
     tokio::spawn(async move {
         let options = StreamReadOptions::default().block(1000).count(500);
@@ -99,7 +89,7 @@ pub(super) async fn follow(
             }
             let step = async {
                 if conn.is_none() {
-                    conn = Some(connect(&client).await?);
+                    conn = Some(target.blocking().await?);
                 }
                 let c = conn.as_mut().expect("connected above");
                 let from = match &last {

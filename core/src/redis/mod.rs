@@ -3,6 +3,7 @@
 //! shares the hash tag `{queue}`; the clock is Redis's. See ARCHITECTURE §4.
 
 mod codec;
+mod conn;
 mod events;
 mod scripts;
 mod signal;
@@ -12,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Client;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -24,6 +24,7 @@ use crate::store::{
     SettleResult, Settlement, WorkSignal,
 };
 use codec::{RawJob, decode_job};
+pub use conn::{Conn, Target};
 
 /// The key prefix used when none is given.
 pub const DEFAULT_PREFIX: &str = "stagehand";
@@ -33,24 +34,13 @@ pub struct RedisStore {
     queue: String,
     /// `PREFIX:{queue}`: the prefix of every key of this queue.
     keys: String,
-    client: Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     events: Arc<broadcast::Sender<JobEvent>>,
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
-}
-
-/// A shared, reconnecting connection that connects on first use. A call made while Redis is
-/// down fails after one quick reconnect attempt rather than retrying at length: the callers
-/// (pools, the API) have retry policies of their own. Each command waits at most 10 s.
-pub fn connection_manager(client: &Client) -> Result<ConnectionManager, StoreError> {
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(2)));
-    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)
 }
 
 fn retention(keep: Retention) -> String {
@@ -68,27 +58,29 @@ fn retention(keep: Retention) -> String {
 impl RedisStore {
     /// Opens `queue` on the Redis at `url` with the default prefix.
     pub async fn open(url: &str, queue: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(unavailable)?;
-        let conn = connection_manager(&client)?;
-        Ok(RedisStore::new(client, conn, DEFAULT_PREFIX, queue).await)
+        let target = Target::Single(Client::open(url).map_err(unavailable)?);
+        let conn = target.shared().await.map_err(unavailable)?;
+        Ok(RedisStore::new(target, conn, DEFAULT_PREFIX, queue).await)
     }
 
-    /// A store for `queue` over a shared connection; `client` opens the dedicated
-    /// connections that blocking reads need. Needs no answer from Redis: calls fail with
-    /// [`StoreError::Unavailable`] until it is reachable.
-    pub async fn new(
-        client: Client,
-        conn: ConnectionManager,
-        prefix: &str,
-        queue: &str,
-    ) -> RedisStore {
+    /// Opens `queue` on the Redis Cluster reached through `nodes`, with the default prefix.
+    pub async fn open_cluster(nodes: &[String], queue: &str) -> Result<RedisStore, StoreError> {
+        let target = Target::cluster(nodes).map_err(unavailable)?;
+        let conn = target.shared().await.map_err(unavailable)?;
+        Ok(RedisStore::new(target, conn, DEFAULT_PREFIX, queue).await)
+    }
+
+    /// A store for `queue` over a shared connection (`target.shared()`); `target` also opens the
+    /// dedicated connections that blocking reads need. Calls fail with
+    /// [`StoreError::Unavailable`] while Redis does not answer.
+    pub async fn new(target: Target, conn: Conn, prefix: &str, queue: &str) -> RedisStore {
         let keys = format!("{prefix}:{{{queue}}}");
         let events = Arc::new(broadcast::channel(4096).0);
-        events::follow(&client, &keys, queue, Arc::downgrade(&events)).await;
+        events::follow(&target, &keys, queue, Arc::downgrade(&events)).await;
         RedisStore {
             queue: queue.to_string(),
             keys,
-            client,
+            target,
             conn,
             events,
         }
@@ -227,7 +219,7 @@ impl QueueStore for RedisStore {
 
     fn work_signal(&self) -> Box<dyn WorkSignal> {
         Box::new(signal::RedisSignal::new(
-            self.client.clone(),
+            self.target.clone(),
             self.conn.clone(),
             self.keys.clone(),
         ))

@@ -4,41 +4,36 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client};
 
+use super::conn::{Conn, Target};
 use super::scripts;
 use crate::error::StoreError;
 use crate::store::WorkSignal;
 
 /// One worker's wake-up signal.
 pub(super) struct RedisSignal {
-    client: Client,
-    conn: ConnectionManager,
+    target: Target,
+    conn: Conn,
     keys: String,
-    blocking: Option<MultiplexedConnection>,
+    blocking: Option<Conn>,
 }
 
 impl RedisSignal {
-    pub(super) fn new(client: Client, conn: ConnectionManager, keys: String) -> Self {
+    pub(super) fn new(target: Target, conn: Conn, keys: String) -> Self {
         RedisSignal {
-            client,
+            target,
             conn,
             keys,
             blocking: None,
         }
     }
 
-    async fn blocking(&mut self) -> Result<&mut MultiplexedConnection, redis::RedisError> {
-        if self.blocking.is_none() {
-            let config = AsyncConnectionConfig::new().set_response_timeout(None);
-            self.blocking = Some(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?,
-            );
-        }
-        Ok(self.blocking.as_mut().expect("just set"))
+    async fn blocking(&mut self) -> Result<&mut Conn, redis::RedisError> {
+        let conn = match self.blocking.take() {
+            Some(conn) => conn,
+            None => self.target.blocking().await?,
+        };
+        Ok(self.blocking.insert(conn))
     }
 }
 

@@ -1,0 +1,120 @@
+//! One Redis deployment, standalone or Cluster: the shared connection every script runs on, and
+//! the dedicated connections that blocking reads need.
+
+use std::time::Duration;
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+/// Where the store's Redis is.
+#[derive(Clone)]
+pub enum Target {
+    /// One server (or a primary behind a proxy).
+    Single(Client),
+    /// A Redis Cluster: the clients for shared and for blocking connections.
+    Cluster {
+        /// For the shared connection.
+        shared: ClusterClient,
+        /// For blocking reads: a long response timeout.
+        blocking: ClusterClient,
+    },
+}
+
+/// A connection to either kind of deployment; scripts and commands run on it alike.
+#[derive(Clone)]
+pub enum Conn {
+    /// A reconnecting connection to one server.
+    Manager(ConnectionManager),
+    /// A dedicated connection to one server.
+    Multiplexed(MultiplexedConnection),
+    /// A connection to a Cluster (routes each command by its key's slot).
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Manager(c) => c.req_packed_command(cmd),
+            Conn::Multiplexed(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Manager(c) => c.get_db(),
+            Conn::Multiplexed(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Target {
+    /// A Cluster reached through any of `nodes`.
+    pub fn cluster(nodes: &[String]) -> RedisResult<Target> {
+        let builder = |response: Duration| {
+            ClusterClientBuilder::new(nodes.to_vec())
+                .connection_timeout(Duration::from_secs(2))
+                .response_timeout(response)
+                .build()
+        };
+        Ok(Target::Cluster {
+            shared: builder(Duration::from_secs(10))?,
+            blocking: builder(Duration::from_secs(3600))?,
+        })
+    }
+
+    /// The shared connection: for one server, reconnecting and lazy (a call made while Redis is
+    /// down fails after one quick attempt); for a Cluster, connected now.
+    pub async fn shared(&self) -> RedisResult<Conn> {
+        match self {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(1)
+                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_connection_timeout(Some(Duration::from_secs(2)));
+                Ok(Conn::Manager(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    config,
+                )?))
+            }
+            Target::Cluster { shared, .. } => {
+                Ok(Conn::Cluster(shared.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// A connection of its own for blocking reads (no response timeout to cut them short).
+    pub async fn blocking(&self) -> RedisResult<Conn> {
+        match self {
+            Target::Single(client) => {
+                let config = AsyncConnectionConfig::new().set_response_timeout(None);
+                Ok(Conn::Multiplexed(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                ))
+            }
+            Target::Cluster { blocking, .. } => {
+                Ok(Conn::Cluster(blocking.get_async_connection().await?))
+            }
+        }
+    }
+}
