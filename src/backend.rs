@@ -65,7 +65,11 @@ impl Backend {
         } else if !redis.url.is_empty() {
             let client = Client::open(redis.url.as_str())
                 .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
-            (Target::Single(client), "redis.url", redacted(&redis.url))
+            (
+                Target::Single(Box::new(client)),
+                "redis.url",
+                redacted(&redis.url),
+            )
         } else {
             return Ok(Backend::Memory);
         };

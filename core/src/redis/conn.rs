@@ -14,14 +14,18 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResu
 #[derive(Clone)]
 pub enum Target {
     /// One server (or a primary behind a proxy).
-    Single(Client),
-    /// A Redis Cluster: the clients for shared and for blocking connections.
-    Cluster {
-        /// For the shared connection.
-        shared: ClusterClient,
-        /// For blocking reads: a long response timeout.
-        blocking: ClusterClient,
-    },
+    Single(Box<Client>),
+    /// A Redis Cluster.
+    Cluster(Box<ClusterClients>),
+}
+
+/// The clients of a Cluster target.
+#[derive(Clone)]
+pub struct ClusterClients {
+    /// For the shared connection.
+    shared: ClusterClient,
+    /// For blocking reads: a long response timeout.
+    blocking: ClusterClient,
 }
 
 /// A connection to either kind of deployment; scripts and commands run on it alike.
@@ -75,10 +79,10 @@ impl Target {
                 .response_timeout(response)
                 .build()
         };
-        Ok(Target::Cluster {
+        Ok(Target::Cluster(Box::new(ClusterClients {
             shared: builder(Duration::from_secs(10))?,
             blocking: builder(Duration::from_secs(3600))?,
-        })
+        })))
     }
 
     /// The shared connection: for one server, reconnecting and lazy (a call made while Redis is
@@ -91,12 +95,12 @@ impl Target {
                     .set_response_timeout(Some(Duration::from_secs(10)))
                     .set_connection_timeout(Some(Duration::from_secs(2)));
                 Ok(Conn::Manager(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
+                    Client::clone(client),
                     config,
                 )?))
             }
-            Target::Cluster { shared, .. } => {
-                Ok(Conn::Cluster(shared.get_async_connection().await?))
+            Target::Cluster(clients) => {
+                Ok(Conn::Cluster(clients.shared.get_async_connection().await?))
             }
         }
     }
@@ -112,9 +116,9 @@ impl Target {
                         .await?,
                 ))
             }
-            Target::Cluster { blocking, .. } => {
-                Ok(Conn::Cluster(blocking.get_async_connection().await?))
-            }
+            Target::Cluster(clients) => Ok(Conn::Cluster(
+                clients.blocking.get_async_connection().await?,
+            )),
         }
     }
 }

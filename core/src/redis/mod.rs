@@ -58,7 +58,7 @@ fn retention(keep: Retention) -> String {
 impl RedisStore {
     /// Opens `queue` on the Redis at `url` with the default prefix.
     pub async fn open(url: &str, queue: &str) -> Result<RedisStore, StoreError> {
-        let target = Target::Single(Client::open(url).map_err(unavailable)?);
+        let target = Target::Single(Box::new(Client::open(url).map_err(unavailable)?));
         let conn = target.shared().await.map_err(unavailable)?;
         Ok(RedisStore::new(target, conn, DEFAULT_PREFIX, queue).await)
     }
