@@ -231,6 +231,24 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Settles many jobs in one round trip; a token that does not match leaves its job alone.
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<Vec<SettleResult>, StoreError>;
 
+    /// Settles finished jobs and leases up to `max` more in one round trip where the backend
+    /// can (the pool's steady state); `max` 0 only settles.
+    async fn settle_and_fetch(
+        &self,
+        settlements: Vec<Settlement>,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<SettleResult>, Vec<ActiveJob>), StoreError> {
+        let settled = self.settle(settlements).await?;
+        let fetched = if max > 0 {
+            self.fetch(worker, max, lease).await?
+        } else {
+            Vec::new()
+        };
+        Ok((settled, fetched))
+    }
+
     /// Completes one job.
     async fn complete(
         &self,

@@ -102,7 +102,7 @@ impl Engine {
             }
             if !finished.is_empty() {
                 let batch = std::mem::take(&mut finished);
-                if let Err((batch, err)) = self.settle(batch).await {
+                if let Err((batch, err)) = self.settle(batch, &done_tx).await {
                     finished = batch;
                     self.pause_after(err, "settle").await;
                     continue;
@@ -154,7 +154,7 @@ impl Engine {
                         finished.push(f);
                     }
                     let batch = std::mem::take(&mut finished);
-                    if let Err((_, err)) = self.settle(batch).await {
+                    if let Err((_, err)) = self.settle(batch, &done_tx).await {
                         tracing::warn!(queue = %self.queue, error = %err, "could not settle at shutdown; leases will expire and recovery will requeue");
                     }
                     self.release_all().await;
@@ -200,7 +200,13 @@ impl Engine {
     }
 
     /// Settles a batch in one store call; on a store error, hands the batch back to retry.
-    async fn settle(&mut self, batch: Vec<Finished>) -> Result<(), (Vec<Finished>, StoreError)> {
+    /// Settles a batch and, unless draining, leases as many new jobs as slots will be free,
+    /// in one store call; on a store error, hands the batch back to retry.
+    async fn settle(
+        &mut self,
+        batch: Vec<Finished>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) -> Result<(), (Vec<Finished>, StoreError)> {
         let settlements = batch
             .iter()
             .map(|f| Settlement {
@@ -209,8 +215,18 @@ impl Engine {
                 outcome: f.result.outcome.clone(),
             })
             .collect();
-        let results = match self.store.settle(settlements).await {
-            Ok(results) => results,
+        let max = if self.drain_by.is_some() {
+            0
+        } else {
+            let freed = batch.iter().filter(|f| f.result.panic.is_none()).count();
+            (self.slots.free() + freed).min(self.settings.fetch_batch)
+        };
+        let (results, fetched) = match self
+            .store
+            .settle_and_fetch(settlements, &self.worker, max, self.settings.lease)
+            .await
+        {
+            Ok(answer) => answer,
             Err(err) => return Err((batch, err)),
         };
         self.store_answered();
@@ -221,6 +237,9 @@ impl Engine {
                 Some(message) => self.slot_crashed(&f, message),
                 None => self.slots.release(f.slot),
             }
+        }
+        for job in fetched {
+            self.spawn(job, done);
         }
         Ok(())
     }

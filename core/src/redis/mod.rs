@@ -43,6 +43,31 @@ fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
+/// Appends the 6 arguments per job that `settle_items` (lib.lua) reads.
+fn push_settlements(
+    call: &mut redis::ScriptInvocation<'_>,
+    settlements: &[Settlement],
+) -> Result<(), StoreError> {
+    for s in settlements {
+        let (kind, payload, retry) = match &s.outcome {
+            Outcome::Completed(value) => (
+                "completed",
+                serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                true,
+            ),
+            Outcome::Failed { reason, retry } => ("failed", reason.clone(), *retry),
+            Outcome::Released => ("released", String::new(), true),
+        };
+        call.arg(&*s.id)
+            .arg(s.token.0)
+            .arg(kind)
+            .arg(payload)
+            .arg(if retry { "1" } else { "0" })
+            .arg(fastrand::f64());
+    }
+    Ok(())
+}
+
 fn retention(keep: Retention) -> String {
     match keep {
         Retention::KeepAll => "all".into(),
@@ -111,6 +136,45 @@ impl RedisStore {
             job.state = JobState::Paused;
         }
         Ok(job)
+    }
+
+    /// Jobs a fetch leased, with their tokens.
+    fn leased(&self, raw: Vec<(u64, RawJob)>) -> Result<Vec<ActiveJob>, StoreError> {
+        raw.into_iter()
+            .map(|(token, raw)| {
+                Ok(ActiveJob {
+                    job: Arc::new(decode_job(&self.queue, raw)?),
+                    token: LeaseToken(token),
+                })
+            })
+            .collect()
+    }
+
+    /// What a settle script answered, per job.
+    fn settled(
+        &self,
+        answers: Vec<(String, Option<RawJob>)>,
+    ) -> Result<Vec<SettleResult>, StoreError> {
+        answers
+            .into_iter()
+            .map(|(answer, ended)| match (answer.as_str(), ended) {
+                ("completed", _) => Ok(SettleResult::Completed),
+                ("released", _) => Ok(SettleResult::Released),
+                ("lost", _) => Ok(SettleResult::LeaseLost),
+                ("failed", Some(raw)) => Ok(SettleResult::Failed {
+                    job: Box::new(decode_job(&self.queue, raw)?),
+                }),
+                (other, _) => match other
+                    .strip_prefix("retrying:")
+                    .and_then(|d| d.parse::<f64>().ok())
+                {
+                    Some(delay) => Ok(SettleResult::Retrying {
+                        delay_ms: delay as u64,
+                    }),
+                    None => Err(StoreError::Corrupt(format!("settle answered '{other}'"))),
+                },
+            })
+            .collect()
     }
 
     async fn list_raw(
@@ -206,15 +270,7 @@ impl QueueStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        raw.into_iter()
-            .map(|(token, raw)| {
-                let job = decode_job(&self.queue, raw)?;
-                Ok(ActiveJob {
-                    job: Arc::new(job),
-                    token: LeaseToken(token),
-                })
-            })
-            .collect()
+        self.leased(raw)
     }
 
     fn work_signal(&self) -> Box<dyn WorkSignal> {
@@ -251,48 +307,33 @@ impl QueueStore for RedisStore {
         }
         let mut call = scripts::SETTLE.key(self.key("active"));
         call.arg(&self.keys);
-        for s in &settlements {
-            let (kind, payload, retry) = match &s.outcome {
-                Outcome::Completed(value) => (
-                    "completed",
-                    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    true,
-                ),
-                Outcome::Failed { reason, retry } => ("failed", reason.clone(), *retry),
-                Outcome::Released => ("released", String::new(), true),
-            };
-            call.arg(&*s.id)
-                .arg(s.token.0)
-                .arg(kind)
-                .arg(payload)
-                .arg(if retry { "1" } else { "0" })
-                .arg(fastrand::f64());
-        }
-        let answers: Vec<(String, Option<RawJob>)> = call
+        push_settlements(&mut call, &settlements)?;
+        let answers = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        let mut out = Vec::with_capacity(answers.len());
-        for (answer, ended) in answers {
-            out.push(match (answer.as_str(), ended) {
-                ("completed", _) => SettleResult::Completed,
-                ("released", _) => SettleResult::Released,
-                ("lost", _) => SettleResult::LeaseLost,
-                ("failed", Some(raw)) => SettleResult::Failed {
-                    job: Box::new(decode_job(&self.queue, raw)?),
-                },
-                (other, _) => match other
-                    .strip_prefix("retrying:")
-                    .and_then(|d| d.parse::<f64>().ok())
-                {
-                    Some(delay) => SettleResult::Retrying {
-                        delay_ms: delay as u64,
-                    },
-                    None => return Err(StoreError::Corrupt(format!("settle answered '{other}'"))),
-                },
-            });
-        }
-        Ok(out)
+        self.settled(answers)
+    }
+
+    async fn settle_and_fetch(
+        &self,
+        settlements: Vec<Settlement>,
+        worker: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<(Vec<SettleResult>, Vec<ActiveJob>), StoreError> {
+        let mut call = scripts::SETTLE_FETCH.key(self.key("active"));
+        call.key(self.key("tok"))
+            .arg(&self.keys)
+            .arg(worker)
+            .arg(max)
+            .arg(lease.as_millis() as u64);
+        push_settlements(&mut call, &settlements)?;
+        let (answers, fetched): (Vec<(String, Option<RawJob>)>, Vec<(u64, RawJob)>) = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok((self.settled(answers)?, self.leased(fetched)?))
     }
 
     async fn recover_expired(&self, max_stalled: u32) -> Result<RecoverReport, StoreError> {

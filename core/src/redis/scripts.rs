@@ -19,5 +19,6 @@ script!(ADD, "scripts/add.lua");
 script!(FETCH, "scripts/fetch.lua");
 script!(EXTEND, "scripts/extend.lua");
 script!(SETTLE, "scripts/settle.lua");
+script!(SETTLE_FETCH, "scripts/settle_fetch.lua");
 script!(RECOVER, "scripts/recover.lua");
 script!(ADMIN, "scripts/admin.lua");
