@@ -31,6 +31,11 @@ async fn redis_unreachable_at_start_then_work_resumes() {
     assert_eq!(ready["error"], "redis_unavailable");
     let (status, _) = api.get("/health").await;
     assert_eq!(status, 200, "the process itself is up");
+    let (status, answer) = api
+        .post("/api/queues/email/jobs", &json!({"name": "early"}))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"], "store_unavailable", "{answer}");
     assert!(
         !service.log().contains("hunter2"),
         "the password never reaches a log"
