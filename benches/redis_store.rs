@@ -26,6 +26,8 @@ const JOBS: usize = 20_000;
 const BATCH: usize = 1_000;
 const CONCURRENCY: usize = 50;
 const RATE_SECONDS: u64 = 5;
+/// Fetch–run–settle loops in the pool, as the service runs by default.
+const LOOPS: usize = 2;
 
 fn options() -> JobOptions {
     JobOptions {
@@ -67,6 +69,7 @@ async fn throughput(url: &str) {
     let noop = processor_fn(|_ctx: JobContext| async move { Ok(Value::Null) });
     let settings = PoolSettings {
         fetch_batch: CONCURRENCY,
+        loops: LOOPS,
         ..PoolSettings::with_concurrency(CONCURRENCY)
     };
     let start = Instant::now();
@@ -107,6 +110,7 @@ async fn latency(url: &str) {
     });
     let settings = PoolSettings {
         fetch_batch: CONCURRENCY,
+        loops: LOOPS,
         ..PoolSettings::with_concurrency(CONCURRENCY)
     };
     let runtime = Runtime::builder()

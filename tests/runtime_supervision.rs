@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use common::{eventually, serve_api};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use stagehand::actors::{Alert, AlertKind, AlertSink, QueueSpec, Runtime, SupervisionConfig};
+use stagehand::actors::{
+    Alert, AlertKind, AlertSink, PoolSettings, QueueSpec, Runtime, SupervisionConfig,
+};
 use stagehand::alerts::WebhookSink;
 use stagehand::core::{JobContext, ProcessError, processor_fn};
 
@@ -107,8 +109,17 @@ async fn a_panic_fails_the_attempt_and_the_pool_keeps_serving() {
 #[actix_web::test]
 async fn panics_past_the_intensity_escalate_then_the_supervisor_gives_up() {
     let sink = Arc::new(Collect::default());
+    // Two loops share the pool's slots and its restart intensity.
+    let settings = PoolSettings {
+        loops: 2,
+        ..PoolSettings::with_concurrency(2)
+    };
     let runtime = Runtime::builder()
-        .queue(QueueSpec::new("img").processor(Arc::new(panicky())))
+        .queue(
+            QueueSpec::new("img")
+                .settings(settings)
+                .processor(Arc::new(panicky())),
+        )
         .supervision(supervision(1))
         .alert_sink(sink.clone())
         .start();

@@ -69,6 +69,9 @@ pub struct PoolSettings {
     pub fetch_batch: usize,
     /// Longest idle wait between fetches when no signal comes.
     pub idle_wait: Duration,
+    /// Fetch–run–settle loops sharing the slots: more than one keeps a remote store busy
+    /// while jobs run (each loop is a separate round trip in flight).
+    pub loops: usize,
 }
 
 impl PoolSettings {
@@ -82,6 +85,7 @@ impl PoolSettings {
             max_stalled: 1,
             fetch_batch: 100,
             idle_wait: Duration::from_secs(5),
+            loops: 1,
         }
     }
 }

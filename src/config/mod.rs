@@ -89,6 +89,8 @@ pub struct QueueSettings {
     pub lease_ms: u64,
     /// Stalls a job may have before it fails.
     pub max_stalled: u32,
+    /// Fetch–run–settle loops sharing the slots; 2 keeps Redis busy while jobs run.
+    pub loops: usize,
 }
 
 /// `[actors]`
@@ -239,6 +241,7 @@ impl Default for QueueSettings {
             defaults: JobOptionsInput::default(),
             lease_ms: 30_000,
             max_stalled: 1,
+            loops: 2,
         }
     }
 }
@@ -328,6 +331,7 @@ impl QueueSettings {
             heartbeat: lease / 3,
             stalled_check: lease / 2,
             max_stalled: self.max_stalled,
+            loops: self.loops,
             ..PoolSettings::with_concurrency(self.concurrency)
         }
     }

@@ -121,6 +121,12 @@ impl Settings {
                     "must be at most 10000",
                 ));
             }
+            if queue.loops == 0 || queue.loops > 64 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.loops"),
+                    "must be 1 to 64",
+                ));
+            }
             if queue.lease_ms < 100 {
                 return Err(ConfigError::invalid(
                     format!("{key}.lease_ms"),

@@ -2,8 +2,10 @@
 //! settle finished jobs in batches, heartbeat leases, recover expired ones, rebuild crashed
 //! slots after a growing delay, and drain on stop.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ use crate::config::PoolSettings;
 use crate::supervision::{RestartDecision, RestartPolicy};
 
 /// How long a pool that gave up waits for its other jobs before handing them back.
-const ESCALATION_GRACE: Duration = Duration::from_secs(5);
+pub(super) const ESCALATION_GRACE: Duration = Duration::from_secs(5);
 
 struct Finished {
     slot: usize,
@@ -43,7 +45,8 @@ pub(super) struct Engine {
     store: Arc<dyn QueueStore>,
     processor: Arc<dyn Processor>,
     settings: PoolSettings,
-    slot_restarts: RestartPolicy,
+    /// Shared by the pool's loops: the restart intensity is the pool's.
+    slot_restarts: Rc<RefCell<RestartPolicy>>,
     alerts: Addr<AlertActor>,
     errors: ExponentialBackoff,
     slots: Slots,
@@ -66,7 +69,11 @@ fn error_backoff() -> ExponentialBackoff {
 }
 
 impl Engine {
-    pub(super) fn new(spec: &PoolSpec, alerts: Addr<AlertActor>) -> Self {
+    pub(super) fn new(
+        spec: &PoolSpec,
+        alerts: Addr<AlertActor>,
+        slot_restarts: Rc<RefCell<RestartPolicy>>,
+    ) -> Self {
         let queue = spec.store.queue().to_string();
         Engine {
             worker: format!("{}:{}:{:08x}", queue, std::process::id(), fastrand::u32(..)),
@@ -74,7 +81,7 @@ impl Engine {
             store: Arc::clone(&spec.store),
             processor: Arc::clone(&spec.processor),
             settings: spec.settings.clone(),
-            slot_restarts: RestartPolicy::new(spec.supervision),
+            slot_restarts,
             alerts,
             errors: error_backoff(),
             slots: Slots::new(spec.settings.concurrency),
@@ -287,7 +294,11 @@ impl Engine {
         .job(&f.id)
         .details(json!({ "attempt": f.attempt, "panic": message }));
         raise(&self.alerts, alert);
-        match self.slot_restarts.on_failure(std::time::Instant::now()) {
+        let decision = self
+            .slot_restarts
+            .borrow_mut()
+            .on_failure(std::time::Instant::now());
+        match decision {
             RestartDecision::Restart(delay) => {
                 tracing::warn!(queue = %self.queue, job_id = %f.id, delay_ms = delay.as_millis() as u64, "worker slot crashed; rebuilding");
                 let slot = f.slot;

@@ -4,6 +4,8 @@
 mod engine;
 mod slots;
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,8 @@ use tokio::sync::watch;
 
 use crate::alert::AlertActor;
 use crate::config::{PoolSettings, SupervisionConfig};
-use engine::Engine;
+use crate::supervision::RestartPolicy;
+use engine::{ESCALATION_GRACE, Engine};
 
 /// Why a pool stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,10 @@ pub struct ProcessorPool {
     supervisor: Recipient<PoolExited>,
     stop: watch::Sender<Option<Duration>>,
     finished: watch::Sender<bool>,
+    /// Engine loops still running.
+    running: usize,
+    /// The first escalation among the loops.
+    exit: Option<PoolExit>,
 }
 
 impl ProcessorPool {
@@ -85,6 +92,8 @@ impl ProcessorPool {
             supervisor,
             stop: watch::channel(None).0,
             finished: watch::channel(false).0,
+            running: 0,
+            exit: None,
         }
     }
 }
@@ -92,20 +101,55 @@ impl ProcessorPool {
 impl Actor for ProcessorPool {
     type Context = Context<Self>;
 
+    /// Starts `settings.loops` engine loops sharing the pool's slots between them. While one
+    /// loop waits on the store, another runs its jobs, so the store is kept busy. The pool
+    /// stops when every loop has; one loop escalating stops the others.
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.spec.mailbox);
-        let engine = Engine::new(&self.spec, self.alerts.clone());
+        let settings = &self.spec.settings;
+        let loops = settings.loops.clamp(1, settings.concurrency);
+        tracing::info!(
+            queue = self.spec.store.queue(),
+            concurrency = settings.concurrency,
+            loops,
+            "processor pool started"
+        );
+        self.running = loops;
+        let slot_restarts = Rc::new(RefCell::new(RestartPolicy::new(self.spec.supervision)));
+        for n in 0..loops {
+            let mut spec = self.spec.clone();
+            let share =
+                settings.concurrency / loops + usize::from(n < settings.concurrency % loops);
+            spec.settings.concurrency = share;
+            let engine = Engine::new(&spec, self.alerts.clone(), Rc::clone(&slot_restarts));
+            let stop = self.stop.subscribe();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, Self>(engine.run(stop))
+                    .map(|exit, act, ctx| act.loop_stopped(exit, ctx)),
+            );
+        }
+    }
+}
+
+impl ProcessorPool {
+    fn loop_stopped(&mut self, exit: PoolExit, ctx: &mut Context<Self>) {
+        self.running -= 1;
+        if let PoolExit::IntensityExceeded { .. } = exit {
+            if self.exit.is_none() && self.running > 0 {
+                // The others drain as they would for an escalation of their own.
+                self.stop.send_replace(Some(ESCALATION_GRACE));
+            }
+            self.exit.get_or_insert(exit);
+        }
+        if self.running > 0 {
+            return;
+        }
         let queue = self.spec.store.queue().to_string();
-        tracing::info!(queue = %queue, concurrency = self.spec.settings.concurrency, "processor pool started");
-        let stop = self.stop.subscribe();
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(engine.run(stop)).map(
-            move |exit, act, ctx| {
-                tracing::info!(queue = %queue, ?exit, "processor pool stopped");
-                act.finished.send_replace(true);
-                act.supervisor.do_send(PoolExited { queue, exit });
-                ctx.stop();
-            },
-        ));
+        let exit = self.exit.unwrap_or(PoolExit::Stopped);
+        tracing::info!(queue = %queue, ?exit, "processor pool stopped");
+        self.finished.send_replace(true);
+        self.supervisor.do_send(PoolExited { queue, exit });
+        ctx.stop();
     }
 }
 
