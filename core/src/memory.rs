@@ -755,7 +755,7 @@ impl QueueStore for MemoryStore {
     async fn counts(&self) -> Result<Counts, StoreError> {
         let inner = self.lock();
         let (waiting, prioritized) = (inner.waiting as u64, inner.prioritized.len() as u64);
-        let mut counts = Counts {
+        let counts = Counts {
             waiting,
             active: inner.active.len() as u64,
             delayed: inner.delayed.len() as u64,
@@ -764,12 +764,11 @@ impl QueueStore for MemoryStore {
             failed: inner.failed.len() as u64,
             paused: 0,
         };
-        if inner.paused {
-            counts.paused = waiting + prioritized;
-            counts.waiting = 0;
-            counts.prioritized = 0;
-        }
-        Ok(counts)
+        Ok(if inner.paused {
+            counts.held_by_pause()
+        } else {
+            counts
+        })
     }
 
     async fn retry(&self, id: &str) -> Result<(), StoreError> {

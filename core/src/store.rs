@@ -131,6 +131,18 @@ pub struct Counts {
     pub paused: u64,
 }
 
+impl Counts {
+    /// The same counts as a paused queue reports them: its ready jobs count as `paused`.
+    pub fn held_by_pause(self) -> Counts {
+        Counts {
+            paused: self.waiting + self.prioritized,
+            waiting: 0,
+            prioritized: 0,
+            ..self
+        }
+    }
+}
+
 /// What `recover_expired` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoverReport {

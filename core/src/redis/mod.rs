@@ -421,7 +421,7 @@ impl QueueStore for RedisStore {
         else {
             return Err(StoreError::Corrupt(format!("counts answered {c:?}")));
         };
-        let mut counts = Counts {
+        let counts = Counts {
             waiting,
             active,
             delayed,
@@ -430,12 +430,11 @@ impl QueueStore for RedisStore {
             failed,
             paused: 0,
         };
-        if paused == 1 {
-            counts.paused = waiting + prioritized;
-            counts.waiting = 0;
-            counts.prioritized = 0;
-        }
-        Ok(counts)
+        Ok(if paused == 1 {
+            counts.held_by_pause()
+        } else {
+            counts
+        })
     }
 
     async fn retry(&self, id: &str) -> Result<(), StoreError> {
