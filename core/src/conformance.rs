@@ -362,6 +362,40 @@ pub async fn pause_and_resume(store: Store) {
     assert_eq!(fetch_names(&store, 10).await, ["a"]);
 }
 
+/// A paused queue lists its ready jobs as paused: waiting ones first, then by priority, paged.
+pub async fn paused_jobs_are_listed_in_run_order(store: Store) {
+    store.add(job("w1")).await.expect("add");
+    store.add(job("w2")).await.expect("add");
+    store
+        .add(job("p1").with_options(with(|o| o.priority = 1)))
+        .await
+        .expect("add");
+    store
+        .add(job("p2").with_options(with(|o| o.priority = 2)))
+        .await
+        .expect("add");
+    store.pause().await.expect("pause");
+    let names = |jobs: Vec<crate::job::Job>| jobs.into_iter().map(|j| j.name).collect::<Vec<_>>();
+    let all = store.list(JobState::Paused, 0, 10).await.expect("list");
+    assert!(all.iter().all(|j| j.state == JobState::Paused));
+    assert_eq!(names(all), ["w1", "w2", "p1", "p2"]);
+    assert_eq!(
+        names(store.list(JobState::Paused, 1, 2).await.expect("list")),
+        ["w2", "p1"]
+    );
+    assert_eq!(
+        names(store.list(JobState::Paused, 3, 10).await.expect("list")),
+        ["p2"]
+    );
+    assert!(
+        store
+            .list(JobState::Waiting, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
 /// Retry, remove, clean and drain do what they say and refuse what they must.
 pub async fn admin_operations(store: Store) {
     let one = with(|o| o.attempts = 1);
@@ -532,7 +566,7 @@ macro_rules! conformance_tests {
             fetch_respects_max_and_counts_attempts, delayed_jobs_wait_their_turn,
             job_id_is_idempotent, settle_needs_the_token, retries_with_exponential_backoff,
             unrecoverable_fails_at_once, retention_trims_finished_jobs,
-            expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume,
+            expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume, paused_jobs_are_listed_in_run_order,
             admin_operations, removed_waiting_jobs_are_gone, progress_and_logs, release_hands_back, events_follow_a_job,
             work_signal_wakes_on_add, large_bulk);
     };

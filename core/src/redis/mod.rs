@@ -385,10 +385,11 @@ impl QueueStore for RedisStore {
     ) -> Result<Vec<Job>, StoreError> {
         match state {
             JobState::Paused => {
-                if !self.is_paused().await? {
+                // Raw counts: [waiting, active, delayed, prioritized, completed, failed, paused].
+                let raw: Vec<u64> = self.admin("counts", &[]).await?;
+                let (Some(&waiting), Some(&1)) = (raw.first(), raw.get(6)) else {
                     return Ok(Vec::new());
-                }
-                let waiting = self.counts().await?.paused;
+                };
                 let (_, mut jobs) = self.list_raw("waiting", offset, limit).await?;
                 if jobs.len() < limit {
                     let skip = offset.saturating_sub(waiting as usize);
