@@ -19,6 +19,10 @@ use crate::job::Job;
 use crate::store::{Outcome, QueueStore};
 
 /// Runs the jobs of one queue.
+///
+/// A pool runs its processors and its lease heartbeats on one thread, so a processor must not
+/// hold that thread: CPU-heavy or blocking work goes to `tokio::task::spawn_blocking`. A
+/// processor that holds it for longer than a lease lets its job be recovered as stalled.
 #[async_trait]
 pub trait Processor: Send + Sync + 'static {
     /// Processes one attempt of a job. `Ok` completes it with that value; a plain error

@@ -71,7 +71,7 @@ impl ExportProcessor {
             (Some(records), None) => Ok(records.clone()),
             (None, Some(key)) => {
                 let bytes = self.storage.get(key).await.map_err(storage_error)?;
-                parse_records(&bytes)
+                off_thread(move || parse_records(&bytes)).await
             }
             (Some(_), Some(_)) => Err(ProcessError::unrecoverable(
                 "give either records or input_key, not both",
@@ -142,6 +142,59 @@ fn as_object(record: &Value, n: usize) -> Result<&Map<String, Value>, ProcessErr
     })
 }
 
+/// Runs CPU-heavy work on tokio's blocking threads, so it never holds up the pool's thread
+/// (and with it the heartbeats that keep leases alive).
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProcessError> + Send + 'static,
+) -> Result<T, ProcessError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ProcessError::retry(format!("export work stopped: {e}")))?
+}
+
+/// Encodes `records`, calling `progress` with the number written every [`PROGRESS_EVERY`].
+fn encode(
+    format: ExportFormat,
+    columns: Option<Vec<String>>,
+    records: &[Value],
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<u8>, ProcessError> {
+    let mut out: Vec<u8> = Vec::new();
+    match format {
+        ExportFormat::Csv => {
+            let columns = match columns {
+                Some(c) => c,
+                None => columns_of(records)?,
+            };
+            let mut writer = csv::Writer::from_writer(&mut out);
+            writer
+                .write_record(&columns)
+                .map_err(|e| ProcessError::retry(e.to_string()))?;
+            for (n, record) in records.iter().enumerate() {
+                let object = as_object(record, n)?;
+                writer
+                    .write_record(columns.iter().map(|c| cell(object.get(c))))
+                    .map_err(|e| ProcessError::retry(e.to_string()))?;
+                if (n + 1) % PROGRESS_EVERY == 0 {
+                    progress(n + 1);
+                }
+            }
+            writer.flush()?;
+        }
+        ExportFormat::Jsonl => {
+            for (n, record) in records.iter().enumerate() {
+                serde_json::to_writer(&mut out, record)?;
+                out.push(b'\n');
+                if (n + 1) % PROGRESS_EVERY == 0 {
+                    progress(n + 1);
+                }
+            }
+        }
+        ExportFormat::Json => serde_json::to_writer(&mut out, records)?,
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl Processor for ExportProcessor {
     async fn process(&self, ctx: JobContext) -> Result<Value, ProcessError> {
@@ -152,40 +205,22 @@ impl Processor for ExportProcessor {
             .unwrap_or_else(|| format!("exports/{}.{}", ctx.id(), job.format.extension()));
         let records = self.records(&job).await?;
         ctx.progress(10).await?;
-        let total = records.len().max(1);
-        let mut out: Vec<u8> = Vec::new();
-        match job.format {
-            ExportFormat::Csv => {
-                let columns = match &job.columns {
-                    Some(c) => c.clone(),
-                    None => columns_of(&records)?,
-                };
-                let mut writer = csv::Writer::from_writer(&mut out);
-                writer
-                    .write_record(&columns)
-                    .map_err(|e| ProcessError::retry(e.to_string()))?;
-                for (n, record) in records.iter().enumerate() {
-                    let object = as_object(record, n)?;
-                    writer
-                        .write_record(columns.iter().map(|c| cell(object.get(c))))
-                        .map_err(|e| ProcessError::retry(e.to_string()))?;
-                    if (n + 1) % PROGRESS_EVERY == 0 {
-                        ctx.progress(10 + 80 * (n + 1) / total).await?;
-                    }
-                }
-                writer.flush()?;
+        let count = records.len();
+        let total = count.max(1);
+        let (written, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let (format, columns) = (job.format, job.columns.clone());
+        let encoding = off_thread(move || {
+            encode(format, columns, &records, |n| {
+                let _ = written.send(n);
+            })
+        });
+        tokio::pin!(encoding);
+        let out = loop {
+            tokio::select! {
+                Some(n) = reports.recv() => ctx.progress(10 + 80 * n / total).await?,
+                out = &mut encoding => break out?,
             }
-            ExportFormat::Jsonl => {
-                for (n, record) in records.iter().enumerate() {
-                    serde_json::to_writer(&mut out, record)?;
-                    out.push(b'\n');
-                    if (n + 1) % PROGRESS_EVERY == 0 {
-                        ctx.progress(10 + 80 * (n + 1) / total).await?;
-                    }
-                }
-            }
-            ExportFormat::Json => serde_json::to_writer(&mut out, &records)?,
-        }
+        };
         ctx.progress(90).await?;
         let bytes = out.len();
         self.storage
@@ -193,11 +228,11 @@ impl Processor for ExportProcessor {
             .await
             .map_err(storage_error)?;
         ctx.progress(100).await?;
-        tracing::info!(job_id = ctx.id(), output_key = %output_key, records = records.len(), bytes, "export written");
+        tracing::info!(job_id = ctx.id(), output_key = %output_key, records = count, bytes, "export written");
         Ok(json!({
             "output_key": output_key,
             "format": job.format.extension(),
-            "records": records.len(),
+            "records": count,
             "bytes": bytes,
         }))
     }
