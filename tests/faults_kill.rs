@@ -4,7 +4,7 @@
 mod common;
 
 use common::redis::RedisServer;
-use common::{LONG_PATIENCE, Service, eventually_within};
+use common::{LONG_PATIENCE, Service, poll_until};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +26,10 @@ async fn a_killed_worker_loses_no_job() {
     let input: String = (0..rows).map(|i| format!("{{\"id\":{i}}}\n")).collect();
     std::fs::create_dir_all(storage.path().join("in")).expect("dir");
     std::fs::write(storage.path().join("in/rows.jsonl"), input).expect("input");
+    // Everything is queued while the queue is paused, so the big job is leased first and is
+    // surely still running (it takes seconds) when the test sees it active.
+    let (status, _) = first.api.post("/api/queues/export/pause", &json!({})).await;
+    assert_eq!(status, 200);
     let big = first
         .api
         .add("export", json!({"name": "big", "data": {"format": "csv", "input_key": "in/rows.jsonl", "output_key": "out/big.csv"}}))
@@ -35,16 +39,29 @@ async fn a_killed_worker_loses_no_job() {
         let body = json!({"name": "small", "data": {"format": "json", "records": [{"i": i}], "output_key": format!("out/{i}.json")}});
         small.push(first.api.add("export", body).await);
     }
+    let (status, _) = first
+        .api
+        .post("/api/queues/export/resume", &json!({}))
+        .await;
+    assert_eq!(status, 200);
     first.api.wait_state("export", &big, "active").await;
     first.kill();
 
     let second = Service::start_with(toml, &env).await;
     let api = &second.api;
-    eventually_within(LONG_PATIENCE, "every job to complete", || async {
+    let done = poll_until(LONG_PATIENCE, || async {
         let c = api.counts("export").await;
         (c["completed"] == 51).then_some(())
     })
     .await;
+    if done.is_none() {
+        panic!(
+            "not every job completed: counts {}, big job {}\nlog of the second process:\n{}",
+            api.counts("export").await,
+            api.job("export", &big).await,
+            second.log()
+        );
+    }
     let big_job = api.job("export", &big).await;
     assert_eq!(big_job["stalled_count"], 1, "{big_job}");
     let outcomes = common::outcomes(&big_job);

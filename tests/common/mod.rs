@@ -26,7 +26,19 @@ where
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `patience`.
-pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut check: F) -> T
+pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(patience, check).await {
+        Some(v) => v,
+        None => panic!("timed out waiting for {what}"),
+    }
+}
+
+/// Polls `check` until it returns `Some`, or `None` once `patience` has passed.
+pub async fn poll_until<T, F, Fut>(patience: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -35,9 +47,11 @@ where
     let mut pause = Duration::from_millis(5);
     loop {
         if let Some(v) = check().await {
-            return v;
+            return Some(v);
         }
-        assert!(start.elapsed() < patience, "timed out waiting for {what}");
+        if start.elapsed() >= patience {
+            return None;
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
     }
@@ -135,11 +149,18 @@ impl Api {
 
     /// Waits until a job is in `state`; returns it.
     pub async fn wait_state(&self, queue: &str, id: &str, state: &str) -> Value {
-        eventually(&format!("job {id} to be {state}"), || async {
+        let last = std::cell::RefCell::new(Value::Null);
+        let found = poll_until(PATIENCE, || async {
             let job = self.job(queue, id).await;
-            (job["state"] == state).then_some(job)
+            if job["state"] == state {
+                return Some(job);
+            }
+            *last.borrow_mut() = job;
+            None
         })
-        .await
+        .await;
+        let last = last.into_inner();
+        found.unwrap_or_else(|| panic!("job {id} never became {state}; last seen: {last}"))
     }
 
     /// A queue's counts.
