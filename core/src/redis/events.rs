@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use super::conn::{Conn, Target};
 use crate::clock::now_ms;
@@ -21,9 +21,30 @@ fn text(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
     }
 }
 
-fn decode(queue: &str, fields: &HashMap<String, Value>) -> Option<JobEvent> {
-    let id = text(fields, "id")?;
-    let kind = match text(fields, "event")?.as_str() {
+/// The events of one stream entry: one job's (`id`, with the kind's fields) or many jobs' of one
+/// kind (`ids`, newline-separated, as the scripts batch them).
+fn decode(queue: &str, fields: &HashMap<String, Value>) -> Vec<JobEvent> {
+    let ids = match (text(fields, "id"), text(fields, "ids")) {
+        (Some(id), _) => vec![id],
+        (None, Some(ids)) => ids.split('\n').map(str::to_string).collect(),
+        (None, None) => return Vec::new(),
+    };
+    let Some(kind) = decode_kind(fields) else {
+        return Vec::new();
+    };
+    let at = now_ms();
+    ids.into_iter()
+        .map(|id| JobEvent {
+            queue: queue.to_string(),
+            id: id.into(),
+            kind: kind.clone(),
+            at,
+        })
+        .collect()
+}
+
+fn decode_kind(fields: &HashMap<String, Value>) -> Option<JobEventKind> {
+    Some(match text(fields, "event")?.as_str() {
         "added" => JobEventKind::Added,
         "active" => JobEventKind::Active,
         "completed" => JobEventKind::Completed,
@@ -39,12 +60,6 @@ fn decode(queue: &str, fields: &HashMap<String, Value>) -> Option<JobEvent> {
             value: serde_json::from_str(&text(fields, "value")?).ok()?,
         },
         _ => return None,
-    };
-    Some(JobEvent {
-        queue: queue.to_string(),
-        id: id.into(),
-        kind,
-        at: now_ms(),
     })
 }
 
@@ -63,15 +78,42 @@ async fn newest(conn: &mut Conn, stream: &str) -> Result<String, redis::RedisErr
         .map_or_else(|| "0-0".to_string(), |(id, _)| id.clone()))
 }
 
+/// A queue's job events as this process hands them out: subscribers, and the follower's
+/// wake-up when the first one arrives.
+pub(super) struct EventFeed {
+    sender: broadcast::Sender<JobEvent>,
+    wanted: Notify,
+}
+
+impl EventFeed {
+    pub(super) fn new() -> EventFeed {
+        EventFeed {
+            sender: broadcast::channel(4096).0,
+            wanted: Notify::new(),
+        }
+    }
+
+    /// A new subscriber: it sees every event from now on (and perhaps a few from just before).
+    pub(super) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        let rx = self.sender.subscribe();
+        self.wanted.notify_one();
+        rx
+    }
+
+    fn followed(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+}
+
+/// How often an unwatched follower notes where the stream ends.
+const UNWATCHED_POLL: Duration = Duration::from_millis(200);
+
 /// Follows `KEYS:events` from its current end (taken now if Redis answers, else at the first
 /// connection), reconnecting as needed; stops when the store, the last strong reference to
-/// `events`, is dropped.
-pub(super) async fn follow(
-    target: &Target,
-    keys: &str,
-    queue: &str,
-    events: Weak<broadcast::Sender<JobEvent>>,
-) {
+/// `feed`, is dropped. While nobody subscribes it reads no
+/// events: it only notes where the stream ends, before it checks that nobody subscribed, so a
+/// subscriber that arrives later still gets every event after its arrival.
+pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<EventFeed>) {
     let stream = format!("{keys}:events");
     let mut conn = target.blocking().await.ok();
     let mut last = match conn.as_mut() {
@@ -84,14 +126,21 @@ pub(super) async fn follow(
         let options = StreamReadOptions::default().block(1000).count(500);
         let mut failing = false;
         loop {
-            if events.strong_count() == 0 {
+            let Some(this) = feed.upgrade() else {
                 return;
-            }
+            };
             let step = async {
                 if conn.is_none() {
                     conn = Some(target.blocking().await?);
                 }
                 let c = conn.as_mut().expect("connected above");
+                if !this.followed() {
+                    let end = newest(c, &stream).await?;
+                    if !this.followed() {
+                        last = Some(end);
+                    }
+                    return Ok::<_, redis::RedisError>(None);
+                }
                 let from = match &last {
                     Some(id) => id.clone(),
                     None => newest(c, &stream).await?,
@@ -99,7 +148,7 @@ pub(super) async fn follow(
                 last = Some(from.clone());
                 let reply: Option<StreamReadReply> =
                     c.xread_options(&[&stream], &[&from], &options).await?;
-                Ok::<_, redis::RedisError>(reply)
+                Ok(reply)
             };
             let result = step.await;
             if result.is_ok() && failing {
@@ -108,22 +157,24 @@ pub(super) async fn follow(
             }
             match result {
                 Ok(Some(reply)) => {
-                    let Some(sender) = events.upgrade() else {
-                        return;
-                    };
                     for key in reply.keys {
                         for entry in key.ids {
-                            if sender.receiver_count() > 0
-                                && let Some(event) = decode(&queue, &entry.map)
-                            {
-                                let _ = sender.send(event);
+                            if this.followed() {
+                                for event in decode(&queue, &entry.map) {
+                                    let _ = this.sender.send(event);
+                                }
                             }
                             last = Some(entry.id);
                         }
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if !this.followed() {
+                        let _ = tokio::time::timeout(UNWATCHED_POLL, this.wanted.notified()).await;
+                    }
+                }
                 Err(err) => {
+                    drop(this);
                     if !failing {
                         tracing::warn!(queue = %queue, error = %err, "following job events failed; retrying every second");
                     }
