@@ -149,8 +149,14 @@ fn main() {
     let url = std::env::var("REDIS_URL")
         .unwrap_or_else(|_| own.as_ref().map(|r| r.url()).unwrap_or_default());
     let system = actix::System::new();
+    // BENCH_ONLY=throughput or =latency runs one part (to profile it alone).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     system.block_on(async {
-        throughput(&url).await;
-        latency(&url).await;
+        if only != "latency" {
+            throughput(&url).await;
+        }
+        if only != "throughput" {
+            latency(&url).await;
+        }
     });
 }

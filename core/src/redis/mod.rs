@@ -36,7 +36,7 @@ pub struct RedisStore {
     keys: String,
     target: Target,
     conn: Conn,
-    events: Arc<broadcast::Sender<JobEvent>>,
+    events: Arc<events::EventFeed>,
 }
 
 fn unavailable(err: redis::RedisError) -> StoreError {
@@ -100,7 +100,7 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] while Redis does not answer.
     pub async fn new(target: Target, conn: Conn, prefix: &str, queue: &str) -> RedisStore {
         let keys = format!("{prefix}:{{{queue}}}");
-        let events = Arc::new(broadcast::channel(4096).0);
+        let events = Arc::new(events::EventFeed::new());
         events::follow(&target, &keys, queue, Arc::downgrade(&events)).await;
         RedisStore {
             queue: queue.to_string(),
@@ -227,20 +227,23 @@ impl QueueStore for RedisStore {
                     max_delay_ms.map_or(-1, |m| m as i64),
                 ),
             };
+            // The `cfg` field: what only the rarer paths of the scripts read (lib.lua `settings`).
+            let cfg = format!(
+                "{} {} {} {bo_type} {bo_delay} {bo_jitter} {bo_max} {}",
+                o.priority,
+                u8::from(o.lifo),
+                o.attempts,
+                retention(o.remove_on_fail)
+            );
             call.arg(o.job_id.as_deref().unwrap_or(""))
                 .arg(&job.name)
                 .arg(data)
                 .arg(opts)
                 .arg(o.priority)
                 .arg(if o.lifo { "1" } else { "0" })
-                .arg(o.attempts)
                 .arg(o.delay_ms)
-                .arg(bo_type)
-                .arg(bo_delay)
-                .arg(bo_jitter)
-                .arg(bo_max)
-                .arg(retention(o.remove_on_complete))
-                .arg(retention(o.remove_on_fail));
+                .arg(cfg)
+                .arg(retention(o.remove_on_complete));
         }
         let flat: Vec<(String, u8)> = call
             .invoke_async(&mut self.conn.clone())

@@ -1,12 +1,19 @@
--- Adds jobs. KEYS[1]: K:id. ARGV[1]: K; then 14 values per job: custom id ("" for none), name,
--- data, opts (JSON), prio, lifo, attempts, delay_ms, backoff type, delay, jitter, max (-1 none),
--- retention on complete, retention on fail.
--- Returns id, created (1/0) per job.
+-- Adds jobs. KEYS[1]: K:id. ARGV[1]: K; then 9 values per job: custom id ("" for none), name,
+-- data, opts (JSON), prio, lifo, delay_ms, settings (the `cfg` field, see `settings`),
+-- retention on complete.
+-- Returns id, created (1/0) per job. Ids, the waiting list and the added event are written
+-- once for the whole batch.
 local K = ARGV[1]
 local now = now_ms()
-local out = {}
-local ready = false
-local n = 14
+local now_s = tostring(now)
+local n = 9
+local generated = 0
+for i = 2, #ARGV, n do
+  if ARGV[i] == '' then generated = generated + 1 end
+end
+local next_id = 0
+if generated > 0 then next_id = redis.call('INCRBY', KEYS[1], generated) - generated end
+local out, added, back, front = {}, {}, {}, {}
 for i = 2, #ARGV, n do
   local custom = ARGV[i]
   local id
@@ -15,25 +22,39 @@ for i = 2, #ARGV, n do
     id = custom
     created = 0
   else
-    if custom ~= '' then id = custom else id = tostring(redis.call('INCR', KEYS[1])) end
-    local delay = tonumber(ARGV[i + 7])
-    redis.call('HSET', jkey(K, id),
-      'name', ARGV[i + 1], 'data', ARGV[i + 2], 'opts', ARGV[i + 3],
-      'prio', ARGV[i + 4], 'lifo', ARGV[i + 5], 'att', ARGV[i + 6],
-      'made', 0, 'stall', 0, 'rel', 0, 'created', now, 'run_at', now + delay,
-      'bo_type', ARGV[i + 8], 'bo_delay', ARGV[i + 9], 'bo_jitter', ARGV[i + 10], 'bo_max', ARGV[i + 11],
-      'roc', ARGV[i + 12], 'rof', ARGV[i + 13], 'progress', '0')
-    if delay > 0 then
-      redis.call('ZADD', K .. ':delayed', now + delay, id)
-      redis.call('HSET', jkey(K, id), 'state', 'delayed')
+    if custom ~= '' then
+      id = custom
     else
-      place_ready(K, id)
+      next_id = next_id + 1
+      id = tostring(next_id)
     end
-    event(K, id, 'added')
-    ready = true
+    local delay = tonumber(ARGV[i + 6])
+    local prio = tonumber(ARGV[i + 4])
+    local lifo = ARGV[i + 5] == '1'
+    local state = 'waiting'
+    if delay > 0 then state = 'delayed' elseif prio > 0 then state = 'prioritized' end
+    local run_at = now_s
+    if delay > 0 then run_at = tostring(now + delay) end
+    -- Counters (made, stall, rel) and progress start absent, read as 0.
+    redis.call('HSET', jkey(K, id), 'state', state, 'name', ARGV[i + 1], 'data', ARGV[i + 2],
+      'opts', ARGV[i + 3], 'cfg', ARGV[i + 7], 'roc', ARGV[i + 8], 'created', now_s, 'run_at', run_at)
+    if state == 'delayed' then
+      redis.call('ZADD', K .. ':delayed', run_at, id)
+    elseif state == 'prioritized' then
+      place(K, id, prio, lifo)
+    elseif lifo then
+      table.insert(front, id)
+    else
+      table.insert(back, id)
+    end
+    table.insert(added, id)
   end
   table.insert(out, id)
   table.insert(out, created)
 end
-if ready then signal(K) end
+-- LPUSH of the lifo ids in order leaves the last one first, as one LPUSH each would.
+call_chunked('LPUSH', K .. ':wait', front)
+call_chunked('RPUSH', K .. ':wait', back)
+events(K, added, 'added')
+if #added > 0 then signal(K) end
 return out

@@ -20,11 +20,26 @@ local function event(K, id, kind, field, value)
   end
 end
 
--- Puts a ready job in the waiting list (no priority) or the prioritized set.
-local function place_ready(K, id)
+-- One event entry for many jobs: their ids joined by newlines (ids hold no control characters).
+local function events(K, ids, kind)
+  if #ids == 0 then return end
+  redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', table.concat(ids, '\n'), 'event', kind)
+end
+
+-- Runs `cmd [key] values...` in chunks, so a long list stays within Lua's argument limit
+-- (key nil: the values are the keys, as for DEL).
+local function call_chunked(cmd, key, values)
+  local step = 1000
+  for i = 1, #values, step do
+    local last = math.min(i + step - 1, #values)
+    if key then redis.call(cmd, key, unpack(values, i, last)) else redis.call(cmd, unpack(values, i, last)) end
+  end
+end
+
+-- Puts a ready job in the waiting list (no priority) or the prioritized set, given its
+-- priority and lifo flag.
+local function place(K, id, prio, lifo)
   local jk = jkey(K, id)
-  local prio = tonumber(redis.call('HGET', jk, 'prio') or '0')
-  local lifo = redis.call('HGET', jk, 'lifo') == '1'
   if prio > 0 then
     local seq = redis.call('INCR', K .. ':seq') % 2147483647
     if lifo then seq = -seq end
@@ -34,6 +49,23 @@ local function place_ready(K, id)
     if lifo then redis.call('LPUSH', K .. ':wait', id) else redis.call('RPUSH', K .. ':wait', id) end
     redis.call('HSET', jk, 'state', 'waiting')
   end
+end
+
+-- A job's settings that only the rarer paths read, from the `cfg` field add writes: "priority
+-- lifo attempts backoff_type backoff_delay jitter max_delay retention_on_fail".
+local function settings(K, id)
+  local c = redis.call('HGET', jkey(K, id), 'cfg') or ''
+  local prio, lifo, att, bo_type, bo_delay, bo_jitter, bo_max, rof =
+    string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  return { prio = tonumber(prio) or 0, lifo = lifo == '1', att = tonumber(att) or 1,
+    bo_type = bo_type, bo_delay = tonumber(bo_delay) or 0, bo_jitter = tonumber(bo_jitter) or 0,
+    bo_max = tonumber(bo_max) or -1, rof = rof }
+end
+
+-- The same, reading the priority and lifo flag from the job.
+local function place_ready(K, id)
+  local cfg = settings(K, id)
+  place(K, id, cfg.prio, cfg.lifo)
 end
 
 -- Takes a job out of the structure its state keeps it in.
@@ -87,10 +119,12 @@ end
 
 -- A job's fields (in the order codec.rs reads them), history and logs (unless without_logs),
 -- as fetch, get and list return them.
+local JOB_FIELDS = { 'state', 'name', 'data', 'opts', 'progress', 'made', 'stall', 'rel', 'rv',
+  'reason', 'created', 'run_at', 'proc', 'fin', 'a_start', 'a_worker' }
+
 local function read_job(K, id, without_logs)
   local jk = jkey(K, id)
-  local fields = redis.call('HMGET', jk, 'state', 'name', 'data', 'opts', 'progress', 'made',
-    'stall', 'rel', 'rv', 'reason', 'created', 'run_at', 'proc', 'fin', 'a_start', 'a_worker')
+  local fields = redis.call('HMGET', jk, unpack(JOB_FIELDS))
   if not fields[1] then return false end
   local logs = {}
   if not without_logs then logs = redis.call('LRANGE', jk .. ':l', 0, -1) end
@@ -104,7 +138,7 @@ local function fail_for_good(K, id, reason, now)
   redis.call('HSET', jk, 'state', 'failed', 'reason', reason, 'fin', now)
   redis.call('HDEL', jk, 'tok')
   local ended = read_job(K, id)
-  local keep = redis.call('HGET', jk, 'rof')
+  local keep = settings(K, id).rof
   event(K, id, 'failed', 'reason', reason)
   if keep == 'remove' then
     delete_job(K, id)
@@ -119,30 +153,34 @@ end
 -- ("completed" | "failed" | "released"), payload (the return value JSON, or the reason),
 -- retry ("1" or "0"), jitter draw (0..1). Returns per job { answer, job }: answer
 -- "completed" | "retrying:DELAY" | "failed" | "released" | "lost"; job is the job as it ended
--- for "failed", else false.
+-- for "failed", else false. What every settled job shares (leaving the active set, the
+-- completed event, deleting unkept jobs, retention) is done once for the whole batch.
 local function settle_items(K, active_key, first, last, now)
   local out = {}
   local woke = false
+  local settled, completed, unkept, trims, seen = {}, {}, {}, {}, {}
   for i = first, last, 6 do
     local id, token, kind, payload, retry, draw = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
     local jk = jkey(K, id)
-    local state, tok = unpack(redis.call('HMGET', jk, 'state', 'tok'))
-    if state ~= 'active' or tok ~= token then
+    local state, tok, keep = unpack(redis.call('HMGET', jk, 'state', 'tok', 'roc'))
+    if state ~= 'active' or tok ~= token or seen[id] then
       table.insert(out, { 'lost', false })
     else
-      redis.call('ZREM', active_key, id)
+      seen[id] = true
+      table.insert(settled, id)
       if kind == 'completed' then
-        local keep = redis.call('HGET', jk, 'roc')
-        event(K, id, 'completed')
+        table.insert(completed, id)
         if keep == 'remove' then
           -- Nothing of it is kept, so nothing of it is written first.
-          delete_job(K, id)
+          table.insert(unkept, jk)
+          table.insert(unkept, jk .. ':h')
+          table.insert(unkept, jk .. ':l')
         else
           end_attempt(K, id, now, 'completed')
           redis.call('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
           redis.call('HDEL', jk, 'tok', 'reason')
           redis.call('ZADD', K .. ':completed', now, id)
-          trim(K, 'completed', keep, now)
+          if keep then trims[keep] = true end
         end
         table.insert(out, { 'completed', false })
       elseif kind == 'released' then
@@ -153,16 +191,16 @@ local function settle_items(K, active_key, first, last, now)
         woke = true
         table.insert(out, { 'released', false })
       else
-        local f = redis.call('HMGET', jk, 'made', 'stall', 'rel', 'att', 'bo_type', 'bo_delay', 'bo_jitter', 'bo_max')
-        local used = tonumber(f[1]) - tonumber(f[2]) - tonumber(f[3])
-        if retry == '1' and used < tonumber(f[4]) then
-          local delay = tonumber(f[6])
-          if f[5] == 'exponential' then
+        local f = redis.call('HMGET', jk, 'made', 'stall', 'rel')
+        local cfg = settings(K, id)
+        local used = tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumber(f[3] or '0')
+        if retry == '1' and used < cfg.att then
+          local delay = cfg.bo_delay
+          if cfg.bo_type == 'exponential' then
             delay = delay * 2 ^ math.min(used - 1, 62)
-            local cap = tonumber(f[8])
-            if cap >= 0 and delay > cap then delay = cap end
+            if cfg.bo_max >= 0 and delay > cfg.bo_max then delay = cfg.bo_max end
           end
-          local jitter = math.min(tonumber(f[7]), 1)
+          local jitter = math.min(cfg.bo_jitter, 1)
           if jitter > 0 then delay = delay - math.floor(delay * jitter * draw) end
           delay = math.floor(delay)
           end_attempt(K, id, now, 'failed', payload, delay)
@@ -185,6 +223,10 @@ local function settle_items(K, active_key, first, last, now)
       end
     end
   end
+  call_chunked('ZREM', active_key, settled)
+  call_chunked('DEL', nil, unkept)
+  events(K, completed, 'completed')
+  for keep in pairs(trims) do trim(K, 'completed', keep, now) end
   if woke then signal(K) end
   return out
 end
@@ -197,25 +239,36 @@ local function fetch_jobs(K, tok_key, worker, max, lease, now)
     redis.call('ZREM', K .. ':delayed', id)
     place_ready(K, id)
   end
-  if redis.call('EXISTS', K .. ':paused') == 1 then return {} end
-  local out = {}
-  while #out < max do
-    local id = redis.call('LPOP', K .. ':wait')
-    if not id then
-      local top = redis.call('ZPOPMIN', K .. ':prio')
-      if #top == 0 then break end
-      id = top[1]
-    end
+  if max <= 0 or redis.call('EXISTS', K .. ':paused') == 1 then return {} end
+  local ids = redis.call('LPOP', K .. ':wait', max) or {}
+  if #ids < max then
+    local top = redis.call('ZPOPMIN', K .. ':prio', max - #ids)
+    for i = 1, #top, 2 do table.insert(ids, top[i]) end
+  end
+  if #ids == 0 then return {} end
+  -- One token per job, reserved in one step: the lease tokens of this call.
+  local token = redis.call('INCRBY', tok_key, #ids) - #ids
+  local out, leased, deadlines = {}, {}, {}
+  local at, deadline = tostring(now), tostring(now + lease)
+  for _, id in ipairs(ids) do
     local jk = jkey(K, id)
-    if redis.call('EXISTS', jk) == 1 then
-      local token = redis.call('INCR', tok_key)
-      redis.call('HINCRBY', jk, 'made', 1)
-      redis.call('HSET', jk, 'state', 'active', 'tok', token, 'proc', now, 'a_start', now, 'a_worker', worker)
-      redis.call('ZADD', K .. ':active', now + lease, id)
-      event(K, id, 'active')
-      -- A processor reads its job's data and history; its own log lines it does not need.
-      table.insert(out, { token, read_job(K, id, true) })
+    local fields = redis.call('HMGET', jk, unpack(JOB_FIELDS))
+    -- A job removed while it waited left its id behind: skip it.
+    if fields[1] then
+      token = token + 1
+      local made = tonumber(fields[6] or '0') + 1
+      fields[1], fields[6], fields[13], fields[15], fields[16] = 'active', tostring(made), at, at, worker
+      redis.call('HSET', jk, 'state', 'active', 'tok', token, 'made', fields[6], 'proc', at, 'a_start', at, 'a_worker', worker)
+      -- Only a job run before has a history; a processor does not need its own log lines.
+      local history = {}
+      if made > 1 then history = redis.call('LRANGE', jk .. ':h', 0, -1) end
+      table.insert(deadlines, deadline)
+      table.insert(deadlines, id)
+      table.insert(leased, id)
+      table.insert(out, { token, { id, fields, history, {} } })
     end
   end
+  call_chunked('ZADD', K .. ':active', deadlines)
+  events(K, leased, 'active')
   return out
 end
