@@ -10,10 +10,11 @@ use crate::options::JobOptions;
 /// `{ id, hash fields (in [`FIELDS`] order), history entries, log lines }`.
 pub(super) type RawJob = (String, Vec<Option<String>>, Vec<String>, Vec<String>);
 
-/// The hash fields `read_job` (lib.lua) returns, in order.
+/// The hash fields `read_job` (lib.lua) returns, in order (`hist` only flags that a history
+/// list exists).
 const FIELDS: [&str; 16] = [
     "state", "name", "data", "opts", "progress", "made", "stall", "rel", "rv", "reason", "created",
-    "run_at", "proc", "fin", "a_start", "a_worker",
+    "run_at", "proc", "fin", "a_worker", "hist",
 ];
 
 fn corrupt(id: &str, what: &str, err: impl std::fmt::Display) -> StoreError {
@@ -58,7 +59,7 @@ pub(super) fn decode_job(
         .iter()
         .map(|entry| json::<AttemptRecord>(&id, "history", entry))
         .collect::<Result<Vec<_>, _>>()?;
-    if let (Some(started_at), Some(worker)) = (optional("a_start")?, get("a_worker")) {
+    if let (Some(started_at), Some(worker)) = (optional("proc")?, get("a_worker")) {
         history.push(AttemptRecord {
             attempt: number("made")? as u32,
             worker: worker.into(),

@@ -12,13 +12,13 @@ for i = 2, #ARGV, n do
   if ARGV[i] == '' then generated = generated + 1 end
 end
 local next_id = 0
-if generated > 0 then next_id = redis.call('INCRBY', KEYS[1], generated) - generated end
+if generated > 0 then next_id = rcall('INCRBY', KEYS[1], generated) - generated end
 local out, added, back, front = {}, {}, {}, {}
 for i = 2, #ARGV, n do
   local custom = ARGV[i]
   local id
   local created = 1
-  if custom ~= '' and redis.call('EXISTS', jkey(K, custom)) == 1 then
+  if custom ~= '' and rcall('EXISTS', jkey(K, custom)) == 1 then
     id = custom
     created = 0
   else
@@ -36,10 +36,10 @@ for i = 2, #ARGV, n do
     local run_at = now_s
     if delay > 0 then run_at = tostring(now + delay) end
     -- Counters (made, stall, rel) and progress start absent, read as 0.
-    redis.call('HSET', jkey(K, id), 'state', state, 'name', ARGV[i + 1], 'data', ARGV[i + 2],
+    rcall('HSET', jkey(K, id), 'state', state, 'name', ARGV[i + 1], 'data', ARGV[i + 2],
       'opts', ARGV[i + 3], 'cfg', ARGV[i + 7], 'roc', ARGV[i + 8], 'created', now_s, 'run_at', run_at)
     if state == 'delayed' then
-      redis.call('ZADD', K .. ':delayed', run_at, id)
+      rcall('ZADD', K .. ':delayed', run_at, id)
     elseif state == 'prioritized' then
       place(K, id, prio, lifo)
     elseif lifo then

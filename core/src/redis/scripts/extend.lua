@@ -6,8 +6,8 @@ local out = {}
 for i = 3, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local jk = jkey(K, id)
-  if redis.call('HGET', jk, 'state') == 'active' and redis.call('HGET', jk, 'tok') == token then
-    redis.call('ZADD', KEYS[1], deadline, id)
+  if rcall('HGET', jk, 'state') == 'active' and rcall('HGET', jk, 'tok') == token then
+    rcall('ZADD', KEYS[1], deadline, id)
     table.insert(out, 1)
   else
     table.insert(out, 0)

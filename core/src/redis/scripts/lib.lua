@@ -1,29 +1,30 @@
 -- Helpers every script starts with. K is the queue's key prefix, "stagehand:{queue}": every
 -- key below shares its hash tag, so a script touches one slot (Redis Cluster).
+local rcall = redis.call
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = rcall('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local function jkey(K, id) return K .. ':j:' .. id end
 
 local function signal(K)
-  redis.call('RPUSH', K .. ':signal', '1')
-  redis.call('LTRIM', K .. ':signal', -16, -1)
+  rcall('RPUSH', K .. ':signal', '1')
+  rcall('LTRIM', K .. ':signal', -16, -1)
 end
 
 local function event(K, id, kind, field, value)
   if field then
-    redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind, field, value)
+    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind, field, value)
   else
-    redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind)
+    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind)
   end
 end
 
 -- One event entry for many jobs: their ids joined by newlines (ids hold no control characters).
 local function events(K, ids, kind)
   if #ids == 0 then return end
-  redis.call('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', table.concat(ids, '\n'), 'event', kind)
+  rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', table.concat(ids, '\n'), 'event', kind)
 end
 
 -- Runs `cmd [key] values...` in chunks, so a long list stays within Lua's argument limit
@@ -32,7 +33,7 @@ local function call_chunked(cmd, key, values)
   local step = 1000
   for i = 1, #values, step do
     local last = math.min(i + step - 1, #values)
-    if key then redis.call(cmd, key, unpack(values, i, last)) else redis.call(cmd, unpack(values, i, last)) end
+    if key then rcall(cmd, key, unpack(values, i, last)) else rcall(cmd, unpack(values, i, last)) end
   end
 end
 
@@ -41,20 +42,20 @@ end
 local function place(K, id, prio, lifo)
   local jk = jkey(K, id)
   if prio > 0 then
-    local seq = redis.call('INCR', K .. ':seq') % 2147483647
+    local seq = rcall('INCR', K .. ':seq') % 2147483647
     if lifo then seq = -seq end
-    redis.call('ZADD', K .. ':prio', prio * 4294967296 + 2147483648 + seq, id)
-    redis.call('HSET', jk, 'state', 'prioritized')
+    rcall('ZADD', K .. ':prio', prio * 4294967296 + 2147483648 + seq, id)
+    rcall('HSET', jk, 'state', 'prioritized')
   else
-    if lifo then redis.call('LPUSH', K .. ':wait', id) else redis.call('RPUSH', K .. ':wait', id) end
-    redis.call('HSET', jk, 'state', 'waiting')
+    if lifo then rcall('LPUSH', K .. ':wait', id) else rcall('RPUSH', K .. ':wait', id) end
+    rcall('HSET', jk, 'state', 'waiting')
   end
 end
 
 -- A job's settings that only the rarer paths read, from the `cfg` field add writes: "priority
 -- lifo attempts backoff_type backoff_delay jitter max_delay retention_on_fail".
 local function settings(K, id)
-  local c = redis.call('HGET', jkey(K, id), 'cfg') or ''
+  local c = rcall('HGET', jkey(K, id), 'cfg') or ''
   local prio, lifo, att, bo_type, bo_delay, bo_jitter, bo_max, rof =
     string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   return { prio = tonumber(prio) or 0, lifo = lifo == '1', att = tonumber(att) or 1,
@@ -70,17 +71,17 @@ end
 
 -- Takes a job out of the structure its state keeps it in.
 local function unplace(K, id, state)
-  if state == 'waiting' then redis.call('LREM', K .. ':wait', 1, id)
-  elseif state == 'prioritized' then redis.call('ZREM', K .. ':prio', id)
-  elseif state == 'delayed' then redis.call('ZREM', K .. ':delayed', id)
-  elseif state == 'active' then redis.call('ZREM', K .. ':active', id)
-  elseif state == 'completed' then redis.call('ZREM', K .. ':completed', id)
-  elseif state == 'failed' then redis.call('ZREM', K .. ':failed', id) end
+  if state == 'waiting' then rcall('LREM', K .. ':wait', 1, id)
+  elseif state == 'prioritized' then rcall('ZREM', K .. ':prio', id)
+  elseif state == 'delayed' then rcall('ZREM', K .. ':delayed', id)
+  elseif state == 'active' then rcall('ZREM', K .. ':active', id)
+  elseif state == 'completed' then rcall('ZREM', K .. ':completed', id)
+  elseif state == 'failed' then rcall('ZREM', K .. ':failed', id) end
 end
 
 local function delete_job(K, id)
   local jk = jkey(K, id)
-  redis.call('DEL', jk, jk .. ':h', jk .. ':l')
+  rcall('DEL', jk, jk .. ':h', jk .. ':l')
 end
 
 -- Applies retention ("all", "remove" or "COUNT:AGE", -1 for none) to a finished set,
@@ -92,58 +93,60 @@ local function trim(K, set, spec, now)
   local key = K .. ':' .. set
   local budget = 1000
   if age and age >= 0 then
-    local old = redis.call('ZRANGEBYSCORE', key, '-inf', '(' .. (now - age), 'LIMIT', 0, budget)
-    for _, id in ipairs(old) do delete_job(K, id); redis.call('ZREM', key, id) end
+    local old = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. (now - age), 'LIMIT', 0, budget)
+    for _, id in ipairs(old) do delete_job(K, id); rcall('ZREM', key, id) end
     budget = budget - #old
   end
   if count and count >= 0 and budget > 0 then
-    local over = redis.call('ZCARD', key) - count
+    local over = rcall('ZCARD', key) - count
     if over > 0 then
-      local ids = redis.call('ZRANGE', key, 0, math.min(over, budget) - 1)
-      for _, id in ipairs(ids) do delete_job(K, id); redis.call('ZREM', key, id) end
+      local ids = rcall('ZRANGE', key, 0, math.min(over, budget) - 1)
+      for _, id in ipairs(ids) do delete_job(K, id); rcall('ZREM', key, id) end
     end
   end
 end
 
 -- Ends the running attempt: appends its record to the job's history. (The running attempt
--- lives in the hash as a_start / a_worker; `made` is its number.)
+-- is marked in the hash by a_worker, and started at proc; `made` is its number.)
 local function end_attempt(K, id, now, outcome, err, retry_delay)
   local jk = jkey(K, id)
-  local f = redis.call('HMGET', jk, 'made', 'a_start', 'a_worker')
-  if not f[2] then return end
-  redis.call('RPUSH', jk .. ':h', cjson.encode({
+  local f = rcall('HMGET', jk, 'made', 'proc', 'a_worker')
+  if not f[3] then return end
+  rcall('RPUSH', jk .. ':h', cjson.encode({
     attempt = tonumber(f[1]), worker = f[3], started_at = tonumber(f[2]), finished_at = now,
     outcome = outcome, error = err, retry_delay_ms = retry_delay }))
-  redis.call('HDEL', jk, 'a_start', 'a_worker')
+  rcall('HDEL', jk, 'a_worker')
+  -- `hist` tells settling that there is a history list to delete with the job.
+  rcall('HSET', jk, 'hist', '1')
 end
 
 -- A job's fields (in the order codec.rs reads them), history and logs (unless without_logs),
 -- as fetch, get and list return them.
 local JOB_FIELDS = { 'state', 'name', 'data', 'opts', 'progress', 'made', 'stall', 'rel', 'rv',
-  'reason', 'created', 'run_at', 'proc', 'fin', 'a_start', 'a_worker' }
+  'reason', 'created', 'run_at', 'proc', 'fin', 'a_worker', 'hist' }
 
 local function read_job(K, id, without_logs)
   local jk = jkey(K, id)
-  local fields = redis.call('HMGET', jk, unpack(JOB_FIELDS))
+  local fields = rcall('HMGET', jk, unpack(JOB_FIELDS))
   if not fields[1] then return false end
   local logs = {}
-  if not without_logs then logs = redis.call('LRANGE', jk .. ':l', 0, -1) end
-  return { id, fields, redis.call('LRANGE', jk .. ':h', 0, -1), logs }
+  if not without_logs then logs = rcall('LRANGE', jk .. ':l', 0, -1) end
+  return { id, fields, rcall('LRANGE', jk .. ':h', 0, -1), logs }
 end
 
 -- Fails a job for good: failed set, reason, retention. Returns the job as it ended (read
 -- before its retention may remove it).
 local function fail_for_good(K, id, reason, now)
   local jk = jkey(K, id)
-  redis.call('HSET', jk, 'state', 'failed', 'reason', reason, 'fin', now)
-  redis.call('HDEL', jk, 'tok')
+  rcall('HSET', jk, 'state', 'failed', 'reason', reason, 'fin', now)
+  rcall('HDEL', jk, 'tok')
   local ended = read_job(K, id)
   local keep = settings(K, id).rof
   event(K, id, 'failed', 'reason', reason)
   if keep == 'remove' then
     delete_job(K, id)
   else
-    redis.call('ZADD', K .. ':failed', now, id)
+    rcall('ZADD', K .. ':failed', now, id)
     trim(K, 'failed', keep, now)
   end
   return ended
@@ -162,36 +165,37 @@ local function settle_items(K, active_key, first, last, now)
   for i = first, last, 6 do
     local id, token, kind, payload, retry, draw = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
     local jk = jkey(K, id)
-    local state, tok, keep = unpack(redis.call('HMGET', jk, 'state', 'tok', 'roc'))
+    local state, tok, keep, hist, logged = unpack(rcall('HMGET', jk, 'state', 'tok', 'roc', 'hist', 'logged'))
     if state ~= 'active' or tok ~= token or seen[id] then
       table.insert(out, { 'lost', false })
     else
       seen[id] = true
-      table.insert(settled, id)
+      settled[#settled + 1] = id
       if kind == 'completed' then
-        table.insert(completed, id)
+        completed[#completed + 1] = id
         if keep == 'remove' then
           -- Nothing of it is kept, so nothing of it is written first.
-          table.insert(unkept, jk)
-          table.insert(unkept, jk .. ':h')
-          table.insert(unkept, jk .. ':l')
+          -- Its history and log lists exist only if something was written to them.
+          unkept[#unkept + 1] = jk
+          if hist then unkept[#unkept + 1] = jk .. ':h' end
+          if logged then unkept[#unkept + 1] = jk .. ':l' end
         else
           end_attempt(K, id, now, 'completed')
-          redis.call('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
-          redis.call('HDEL', jk, 'tok', 'reason')
-          redis.call('ZADD', K .. ':completed', now, id)
+          rcall('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
+          rcall('HDEL', jk, 'tok', 'reason')
+          rcall('ZADD', K .. ':completed', now, id)
           if keep then trims[keep] = true end
         end
         table.insert(out, { 'completed', false })
       elseif kind == 'released' then
         end_attempt(K, id, now, 'released')
-        redis.call('HINCRBY', jk, 'rel', 1)
-        redis.call('HDEL', jk, 'tok')
+        rcall('HINCRBY', jk, 'rel', 1)
+        rcall('HDEL', jk, 'tok')
         place_ready(K, id)
         woke = true
         table.insert(out, { 'released', false })
       else
-        local f = redis.call('HMGET', jk, 'made', 'stall', 'rel')
+        local f = rcall('HMGET', jk, 'made', 'stall', 'rel')
         local cfg = settings(K, id)
         local used = tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumber(f[3] or '0')
         if retry == '1' and used < cfg.att then
@@ -204,11 +208,11 @@ local function settle_items(K, active_key, first, last, now)
           if jitter > 0 then delay = delay - math.floor(delay * jitter * draw) end
           delay = math.floor(delay)
           end_attempt(K, id, now, 'failed', payload, delay)
-          redis.call('HSET', jk, 'reason', payload)
-          redis.call('HDEL', jk, 'tok')
+          rcall('HSET', jk, 'reason', payload)
+          rcall('HDEL', jk, 'tok')
           if delay > 0 then
-            redis.call('HSET', jk, 'state', 'delayed', 'run_at', now + delay)
-            redis.call('ZADD', K .. ':delayed', now + delay, id)
+            rcall('HSET', jk, 'state', 'delayed', 'run_at', now + delay)
+            rcall('ZADD', K .. ':delayed', now + delay, id)
           else
             place_ready(K, id)
           end
@@ -234,38 +238,38 @@ end
 -- Promotes due delayed jobs, then leases up to `max` ready jobs (waiting first, then by
 -- priority). Returns, per job: { token, { id, fields, history, logs } }.
 local function fetch_jobs(K, tok_key, worker, max, lease, now)
-  local due = redis.call('ZRANGEBYSCORE', K .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
+  local due = rcall('ZRANGEBYSCORE', K .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
-    redis.call('ZREM', K .. ':delayed', id)
+    rcall('ZREM', K .. ':delayed', id)
     place_ready(K, id)
   end
-  if max <= 0 or redis.call('EXISTS', K .. ':paused') == 1 then return {} end
-  local ids = redis.call('LPOP', K .. ':wait', max) or {}
+  if max <= 0 or rcall('EXISTS', K .. ':paused') == 1 then return {} end
+  local ids = rcall('LPOP', K .. ':wait', max) or {}
   if #ids < max then
-    local top = redis.call('ZPOPMIN', K .. ':prio', max - #ids)
+    local top = rcall('ZPOPMIN', K .. ':prio', max - #ids)
     for i = 1, #top, 2 do table.insert(ids, top[i]) end
   end
   if #ids == 0 then return {} end
   -- One token per job, reserved in one step: the lease tokens of this call.
-  local token = redis.call('INCRBY', tok_key, #ids) - #ids
+  local token = rcall('INCRBY', tok_key, #ids) - #ids
   local out, leased, deadlines = {}, {}, {}
   local at, deadline = tostring(now), tostring(now + lease)
   for _, id in ipairs(ids) do
     local jk = jkey(K, id)
-    local fields = redis.call('HMGET', jk, unpack(JOB_FIELDS))
+    local fields = rcall('HMGET', jk, unpack(JOB_FIELDS))
     -- A job removed while it waited left its id behind: skip it.
     if fields[1] then
       token = token + 1
       local made = tonumber(fields[6] or '0') + 1
-      fields[1], fields[6], fields[13], fields[15], fields[16] = 'active', tostring(made), at, at, worker
-      redis.call('HSET', jk, 'state', 'active', 'tok', token, 'made', fields[6], 'proc', at, 'a_start', at, 'a_worker', worker)
-      -- Only a job run before has a history; a processor does not need its own log lines.
+      fields[1], fields[6], fields[13], fields[15] = 'active', tostring(made), at, worker
+      rcall('HSET', jk, 'state', 'active', 'tok', token, 'made', fields[6], 'proc', at, 'a_worker', worker)
+      -- Only a job with a `hist` flag has a history; a processor does not need its log lines.
       local history = {}
-      if made > 1 then history = redis.call('LRANGE', jk .. ':h', 0, -1) end
-      table.insert(deadlines, deadline)
-      table.insert(deadlines, id)
-      table.insert(leased, id)
-      table.insert(out, { token, { id, fields, history, {} } })
+      if fields[16] then history = rcall('LRANGE', jk .. ':h', 0, -1) end
+      deadlines[#deadlines + 1] = deadline
+      deadlines[#deadlines + 1] = id
+      leased[#leased + 1] = id
+      out[#out + 1] = { token, { id, fields, history, {} } }
     end
   end
   call_chunked('ZADD', K .. ':active', deadlines)

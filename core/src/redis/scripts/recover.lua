@@ -3,15 +3,15 @@
 local K = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+local expired = rcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 local requeued, failed = {}, {}
 for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], id)
+  rcall('ZREM', KEYS[1], id)
   local jk = jkey(K, id)
-  if redis.call('EXISTS', jk) == 1 then
+  if rcall('EXISTS', jk) == 1 then
     end_attempt(K, id, now, 'stalled', 'lease expired')
-    local stalls = redis.call('HINCRBY', jk, 'stall', 1)
-    redis.call('HDEL', jk, 'tok')
+    local stalls = rcall('HINCRBY', jk, 'stall', 1)
+    rcall('HDEL', jk, 'tok')
     event(K, id, 'stalled')
     if stalls > max_stalled then
       fail_for_good(K, id, 'stalled more than ' .. max_stalled ..
