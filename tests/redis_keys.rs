@@ -33,18 +33,25 @@ async fn settle(store: &RedisStore, a: &ActiveJob, outcome: Outcome) -> SettleRe
         .remove(0)
 }
 
-/// The keys of the queue's jobs (`...:j:ID`, `...:j:ID:h`, `...:j:ID:l`).
+/// The keys of the queue's jobs (`...:j:ID`, `...:j:ID:h`, `...:j:ID:l`), by SCAN.
 async fn job_keys(url: &str, queue: &str) -> Vec<String> {
+    use futures::StreamExt;
+    use redis::AsyncCommands;
     let client = redis::Client::open(url).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("stagehand:{{{queue}}}:j:*"))
-        .query_async(&mut conn)
+    let found: Vec<redis::RedisResult<String>> = conn
+        .scan_match::<_, String>(format!("stagehand:{{{queue}}}:j:*"))
         .await
-        .expect("KEYS");
+        .expect("SCAN")
+        .collect()
+        .await;
+    let mut keys = found
+        .into_iter()
+        .collect::<redis::RedisResult<Vec<_>>>()
+        .expect("SCAN");
     keys.sort();
     keys
 }
