@@ -555,6 +555,80 @@ pub async fn large_bulk(store: Store) {
     assert_eq!(names, ["0", "1", "2"]);
 }
 
+/// Clean and drain reach every job of a large backlog (a store may work in bounded steps), and
+/// clean stops at its limit.
+pub async fn clean_and_drain_cover_a_large_backlog(store: Store) {
+    let bulk = |n: usize, options: JobOptions| {
+        (0..n)
+            .map(|i| job(&i.to_string()).with_options(options.clone()))
+            .collect::<Vec<_>>()
+    };
+    let keep = with(|o| o.remove_on_complete = Retention::KeepAll);
+    store.add_bulk(bulk(1_500, keep)).await.expect("add_bulk");
+    let leased = store.fetch("w", 1_500, LEASE).await.expect("fetch");
+    assert_eq!(leased.len(), 1_500);
+    let settlements = leased
+        .iter()
+        .map(|a| crate::store::Settlement {
+            id: a.job.id.clone(),
+            token: a.token,
+            outcome: Outcome::Completed(json!(null)),
+        })
+        .collect();
+    store.settle(settlements).await.expect("settle");
+    assert_eq!(
+        store
+            .clean(JobState::Completed, Duration::ZERO, 1_200)
+            .await
+            .expect("clean"),
+        1_200,
+        "clean stops at its limit"
+    );
+    assert_eq!(
+        store
+            .clean(JobState::Completed, Duration::ZERO, 10_000)
+            .await
+            .expect("clean"),
+        300
+    );
+
+    store
+        .add_bulk(bulk(2_500, JobOptions::default()))
+        .await
+        .expect("add_bulk");
+    store
+        .add_bulk(bulk(1_200, with(|o| o.priority = 2)))
+        .await
+        .expect("add_bulk");
+    store
+        .add_bulk(bulk(1_100, with(|o| o.delay_ms = 3_600_000)))
+        .await
+        .expect("add_bulk");
+    assert_eq!(
+        store
+            .clean(JobState::Waiting, Duration::ZERO, 2_100)
+            .await
+            .expect("clean"),
+        2_100
+    );
+    assert_eq!(
+        store
+            .clean(JobState::Delayed, Duration::from_secs(3_600), 10_000)
+            .await
+            .expect("clean"),
+        0,
+        "none is that old"
+    );
+    assert_eq!(store.drain(false).await.expect("drain"), 400 + 1_200);
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        (counts.waiting, counts.prioritized, counts.delayed),
+        (0, 0, 1_100)
+    );
+    assert_eq!(store.drain(true).await.expect("drain"), 1_100);
+    assert_eq!(store.counts().await.expect("counts"), Default::default());
+}
+
 /// Generates one `#[tokio::test]` per conformance check, each on a store made by `$make`: an
 /// async function of the queue name returning `(Arc<dyn QueueStore>, guard)`, where the guard
 /// (a server process, say) is kept alive until the check ends.
@@ -568,7 +642,7 @@ macro_rules! conformance_tests {
             unrecoverable_fails_at_once, retention_trims_finished_jobs,
             expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume, paused_jobs_are_listed_in_run_order,
             admin_operations, removed_waiting_jobs_are_gone, progress_and_logs, release_hands_back, events_follow_a_job,
-            work_signal_wakes_on_add, large_bulk);
+            work_signal_wakes_on_add, large_bulk, clean_and_drain_cover_a_large_backlog);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

@@ -477,15 +477,25 @@ impl QueueStore for RedisStore {
             JobState::Paused => "waiting",
             s => s.as_str(),
         };
-        self.admin(
-            "clean",
-            &[
-                state.to_string(),
-                (older_than.as_millis() as u64).to_string(),
-                limit.to_string(),
-            ],
-        )
-        .await
+        // The script works in bounded steps; each says where the next one starts.
+        let mut removed = 0;
+        let mut cursor: i64 = 0;
+        while removed < limit && cursor >= 0 {
+            let (n, next): (usize, i64) = self
+                .admin(
+                    "clean",
+                    &[
+                        state.to_string(),
+                        (older_than.as_millis() as u64).to_string(),
+                        (limit - removed).to_string(),
+                        cursor.to_string(),
+                    ],
+                )
+                .await?;
+            removed += n;
+            cursor = next;
+        }
+        Ok(removed)
     }
 
     async fn pause(&self) -> Result<(), StoreError> {
@@ -501,11 +511,20 @@ impl QueueStore for RedisStore {
     }
 
     async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
-        self.admin(
-            "drain",
-            &[if include_delayed { "1" } else { "0" }.to_string()],
-        )
-        .await
+        // Bounded steps until nothing is left (jobs added meanwhile may go too).
+        let mut removed = 0;
+        loop {
+            let (n, left): (usize, u8) = self
+                .admin(
+                    "drain",
+                    &[if include_delayed { "1" } else { "0" }.to_string()],
+                )
+                .await?;
+            removed += n;
+            if left == 0 {
+                return Ok(removed);
+            }
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {

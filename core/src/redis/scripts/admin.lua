@@ -2,6 +2,10 @@
 local K = ARGV[1]
 local op = ARGV[2]
 local now = now_ms()
+-- The most jobs one bounded step (clean, drain) looks at.
+local CHUNK = 1000
+-- What marks a waiting job's place for removal (no job id holds a control character).
+local GONE = '\0gone'
 
 if op == 'progress' then
   local id = ARGV[3]
@@ -64,26 +68,41 @@ elseif op == 'remove' then
   event(K, id, 'removed')
   return 'ok'
 elseif op == 'clean' then
-  local state, cutoff, limit = ARGV[3], now - tonumber(ARGV[4]), tonumber(ARGV[5])
-  local victims = {}
+  -- One bounded step: at most CHUNK jobs looked at or removed. ARGV: state, age_ms, limit,
+  -- cursor (a position in the waiting list or a set). Returns { removed, next cursor or -1 }.
+  local state, cutoff, cursor = ARGV[3], now - tonumber(ARGV[4]), tonumber(ARGV[6])
+  local limit = math.min(tonumber(ARGV[5]), CHUNK)
   if state == 'completed' or state == 'failed' then
-    victims = rcall('ZRANGEBYSCORE', K .. ':' .. state, '-inf', cutoff, 'LIMIT', 0, limit)
+    local key = K .. ':' .. state
+    local victims = rcall('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0, limit)
+    for _, id in ipairs(victims) do delete_job(K, id) end
+    call_chunked('ZREM', key, victims)
+    if #victims < limit then return { #victims, -1 } end
+    return { #victims, 0 }
+  end
+  local key, window
+  if state == 'waiting' then
+    key = K .. ':wait'
+    window = rcall('LRANGE', key, cursor, cursor + CHUNK - 1)
+  elseif state == 'prioritized' or state == 'delayed' then
+    if state == 'prioritized' then key = K .. ':prio' else key = K .. ':delayed' end
+    window = rcall('ZRANGE', key, cursor, cursor + CHUNK - 1)
   else
-    local ids
-    if state == 'waiting' then ids = rcall('LRANGE', K .. ':wait', 0, -1)
-    elseif state == 'prioritized' then ids = rcall('ZRANGE', K .. ':prio', 0, -1)
-    elseif state == 'delayed' then ids = rcall('ZRANGE', K .. ':delayed', 0, -1)
-    else ids = {} end
-    for _, id in ipairs(ids) do
-      if #victims >= limit then break end
-      if tonumber(rcall('HGET', jkey(K, id), 'created') or now) <= cutoff then table.insert(victims, id) end
+    return { 0, -1 }
+  end
+  local victims = {}
+  for i, id in ipairs(window) do
+    if #victims >= limit then break end
+    if tonumber(rcall('HGET', jkey(K, id), 'created') or now) <= cutoff then
+      victims[#victims + 1] = id
+      -- A waiting job's place is marked, and every mark goes in one pass below.
+      if key == K .. ':wait' then rcall('LSET', key, cursor + i - 1, GONE) end
     end
   end
-  for _, id in ipairs(victims) do
-    unplace(K, id, rcall('HGET', jkey(K, id), 'state'))
-    delete_job(K, id)
-  end
-  return #victims
+  for _, id in ipairs(victims) do delete_job(K, id) end
+  if key == K .. ':wait' then rcall('LREM', key, 0, GONE) else call_chunked('ZREM', key, victims) end
+  if #window < CHUNK then return { #victims, -1 } end
+  return { #victims, cursor + #window - #victims }
 elseif op == 'next_due' then
   local first = rcall('ZRANGE', K .. ':delayed', 0, 0, 'WITHSCORES')
   if #first == 0 then return -1 end
@@ -98,16 +117,31 @@ elseif op == 'resume' then
   signal(K)
   return 1
 elseif op == 'drain' then
-  local n = 0
+  -- One bounded step: removes up to CHUNK waiting, prioritized (and, if ARGV[3] is '1',
+  -- delayed) jobs. Returns { removed, 1 if some are left }.
+  local budget = CHUNK
   local sets = { K .. ':wait', K .. ':prio' }
   if ARGV[3] == '1' then table.insert(sets, K .. ':delayed') end
   for _, key in ipairs(sets) do
-    local ids
-    if key == K .. ':wait' then ids = rcall('LRANGE', key, 0, -1) else ids = rcall('ZRANGE', key, 0, -1) end
-    for _, id in ipairs(ids) do delete_job(K, id) end
-    n = n + #ids
-    rcall('DEL', key)
+    if budget > 0 then
+      local ids
+      if key == K .. ':wait' then
+        ids = rcall('LRANGE', key, 0, budget - 1)
+        rcall('LTRIM', key, #ids, -1)
+      else
+        ids = rcall('ZRANGE', key, 0, budget - 1)
+        if #ids > 0 then rcall('ZREMRANGEBYRANK', key, 0, #ids - 1) end
+      end
+      for _, id in ipairs(ids) do delete_job(K, id) end
+      budget = budget - #ids
+    end
   end
-  return n
+  local left = 0
+  for _, key in ipairs(sets) do
+    local n
+    if key == K .. ':wait' then n = rcall('LLEN', key) else n = rcall('ZCARD', key) end
+    if n > 0 then left = 1 end
+  end
+  return { CHUNK - budget, left }
 end
 return redis.error_reply('unknown operation ' .. tostring(op))
