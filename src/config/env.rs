@@ -2,6 +2,7 @@
 //! dashes turned into underscores, upper-cased: `STAGEHAND_HTTP_BIND` is `http.bind`,
 //! `STAGEHAND_QUEUES_IMAGE_PROCESSING_CONCURRENCY` is `queues.image-processing.concurrency`.
 //! Keys are matched against the known ones, so names with underscores are never ambiguous.
+//! A list key takes a comma-separated value: `STAGEHAND_REDIS_CLUSTER=redis://a:7000,redis://b:7001`.
 
 use serde_json::Value;
 
@@ -11,8 +12,26 @@ use super::load::ConfigError;
 const CLI_VARS: [&str; 2] = ["STAGEHAND_SERVER", "STAGEHAND_CONFIG"];
 const PREFIX: &str = "STAGEHAND_";
 
-/// Every leaf key of `value`, dotted.
-fn leaf_keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
+/// What an override sets a key to.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Override {
+    /// The variable's text (the schema converts it).
+    Text(String),
+    /// A list key's items.
+    List(Vec<String>),
+}
+
+impl From<Override> for config::Value {
+    fn from(o: Override) -> config::Value {
+        match o {
+            Override::Text(t) => t.into(),
+            Override::List(items) => items.into(),
+        }
+    }
+}
+
+/// Every leaf key of `value`, dotted, with whether it holds a list.
+fn leaf_keys(value: &Value, prefix: &str, out: &mut Vec<(String, bool)>) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
@@ -24,7 +43,7 @@ fn leaf_keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
                 leaf_keys(v, &key, out);
             }
         }
-        _ => out.push(prefix.to_string()),
+        _ => out.push((prefix.to_string(), value.is_array())),
     }
 }
 
@@ -40,18 +59,29 @@ fn env_name(key: &str) -> String {
 /// The `(key, value)` overrides the `STAGEHAND_*` variables among `vars` ask for; a variable
 /// that names no known key is an error (a typo would otherwise be silently ignored).
 pub(super) fn overrides(
-    known: &Value,
+    known: &[Value],
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<(String, String)>, ConfigError> {
+) -> Result<Vec<(String, Override)>, ConfigError> {
     let mut keys = Vec::new();
-    leaf_keys(known, "", &mut keys);
+    for value in known {
+        leaf_keys(value, "", &mut keys);
+    }
     let mut out = Vec::new();
     for (name, value) in vars {
         if !name.starts_with(PREFIX) || CLI_VARS.contains(&name.as_str()) {
             continue;
         }
-        match keys.iter().find(|key| env_name(key) == name) {
-            Some(key) => out.push((key.clone(), value)),
+        match keys.iter().find(|(key, _)| env_name(key) == name) {
+            Some((key, true)) => {
+                let items = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                out.push((key.clone(), Override::List(items)));
+            }
+            Some((key, false)) => out.push((key.clone(), Override::Text(value))),
             None => {
                 return Err(ConfigError::invalid(
                     name,
@@ -83,23 +113,42 @@ mod tests {
             ("STAGEHAND_SERVER".to_string(), "http://x".to_string()),
             ("HOME".to_string(), "/root".to_string()),
         ];
-        let got = overrides(&known, vars).expect("overrides");
+        let got = overrides(&[known], vars).expect("overrides");
         assert_eq!(
             got,
             [
-                ("http.max_body_bytes".to_string(), "10".to_string()),
+                (
+                    "http.max_body_bytes".to_string(),
+                    Override::Text("10".to_string())
+                ),
                 (
                     "queues.image-processing.concurrency".to_string(),
-                    "7".to_string()
+                    Override::Text("7".to_string())
                 ),
             ]
         );
     }
 
     #[test]
+    fn a_list_key_takes_comma_separated_items() {
+        let known = json!({"redis": {"cluster": []}});
+        let vars = [(
+            "STAGEHAND_REDIS_CLUSTER".to_string(),
+            "redis://a:7000, redis://b:7001,".to_string(),
+        )];
+        assert_eq!(
+            overrides(&[known], vars).expect("overrides"),
+            [(
+                "redis.cluster".to_string(),
+                Override::List(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+            )]
+        );
+    }
+
+    #[test]
     fn an_unknown_variable_is_named() {
         let err = overrides(
-            &json!({"http": {"bind": "x"}}),
+            &[json!({"http": {"bind": "x"}})],
             [("STAGEHAND_HTTP_BINDD".into(), "y".into())],
         )
         .expect_err("typo");

@@ -49,9 +49,12 @@ pub fn load(
         }
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
-    // The keys an override may name are those of the defaults and the file together.
+    // The keys an override may name are those of the defaults (as serde writes them: the
+    // config crate drops empty lists) and of the file.
     let known: serde_json::Value = builder.clone().build()?.try_deserialize()?;
-    for (key, value) in overrides(&known, vars)? {
+    let defaults = serde_json::to_value(Settings::default())
+        .map_err(|e| ConfigError::invalid("defaults", e.to_string()))?;
+    for (key, value) in overrides(&[defaults, known], vars)? {
         builder = builder.set_override(key, value)?;
     }
     let settings: Settings = builder.build()?.try_deserialize()?;
