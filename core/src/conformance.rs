@@ -529,6 +529,26 @@ pub async fn events_follow_a_job(store: Store) {
     assert_eq!(kinds, [json!("added"), json!("active"), json!("completed")]);
 }
 
+/// A bulk add publishes one `added` event per job (a store may batch them on the wire).
+pub async fn events_cover_every_job_of_a_bulk(store: Store) {
+    let mut events = store.subscribe();
+    let added = store
+        .add_bulk((0..120).map(|i| job(&i.to_string())).collect())
+        .await
+        .expect("add_bulk");
+    let mut seen = Vec::new();
+    while seen.len() < added.len() {
+        let e = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        assert_eq!(e.kind, crate::store::JobEventKind::Added);
+        seen.push(e.id);
+    }
+    let ids: Vec<_> = added.into_iter().map(|a| a.id).collect();
+    assert_eq!(seen, ids, "one event per job, in order");
+}
+
 /// A waiting worker wakes when a job is added.
 pub async fn work_signal_wakes_on_add(store: Store) {
     let mut signal = store.work_signal();
@@ -642,7 +662,8 @@ macro_rules! conformance_tests {
             unrecoverable_fails_at_once, retention_trims_finished_jobs,
             expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume, paused_jobs_are_listed_in_run_order,
             admin_operations, removed_waiting_jobs_are_gone, progress_and_logs, release_hands_back, events_follow_a_job,
-            work_signal_wakes_on_add, large_bulk, clean_and_drain_cover_a_large_backlog);
+            work_signal_wakes_on_add, large_bulk, clean_and_drain_cover_a_large_backlog,
+            events_cover_every_job_of_a_bulk);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

@@ -21,10 +21,15 @@ local function event(K, id, kind, field, value)
   end
 end
 
--- One event entry for many jobs: their ids joined by newlines (ids hold no control characters).
+-- Events for many jobs: one entry per EVENT_IDS jobs, their ids joined by newlines (ids hold
+-- no control characters). The stream keeps about 10,000 entries, so at most about 500,000 job
+-- events however the jobs were batched.
+local EVENT_IDS = 50
 local function events(K, ids, kind)
-  if #ids == 0 then return end
-  rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', table.concat(ids, '\n'), 'event', kind)
+  for i = 1, #ids, EVENT_IDS do
+    local ids_here = table.concat(ids, '\n', i, math.min(i + EVENT_IDS - 1, #ids))
+    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', ids_here, 'event', kind)
+  end
 end
 
 -- Runs `cmd [key] values...` in chunks, so a long list stays within Lua's argument limit
