@@ -26,8 +26,17 @@ const JOBS: usize = 20_000;
 const BATCH: usize = 1_000;
 const CONCURRENCY: usize = 50;
 const RATE_SECONDS: u64 = 5;
-/// Throughput rounds, each on a fresh queue; the median is reported.
+/// Throughput rounds, each on a fresh queue; the median is reported (`BENCH_ROUNDS` overrides,
+/// e.g. 1 under a profiler).
 const ROUNDS: usize = 5;
+
+fn round_count() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(ROUNDS)
+}
 /// Fetch–run–settle loops in the pool, as the service runs by default.
 const LOOPS: usize = 2;
 
@@ -93,8 +102,9 @@ async fn throughput_round(url: &str, queue: &str) -> (f64, f64) {
 fn median_and_range(mut rates: Vec<f64>) -> String {
     rates.sort_by(f64::total_cmp);
     format!(
-        "{:>8.0} jobs/s median of {ROUNDS} ({:.1}k..{:.1}k)",
+        "{:>8.0} jobs/s median of {} ({:.1}k..{:.1}k)",
         rates[rates.len() / 2],
+        rates.len(),
         rates[0] / 1e3,
         rates[rates.len() - 1] / 1e3
     )
@@ -104,7 +114,7 @@ fn median_and_range(mut rates: Vec<f64>) -> String {
 /// it, so the median is what counts.
 async fn throughput(url: &str) {
     let mut rounds = Vec::new();
-    for r in 0..ROUNDS {
+    for r in 0..round_count() {
         rounds.push(throughput_round(url, &format!("bench-throughput-{r}")).await);
     }
     println!(

@@ -5,7 +5,10 @@ import { Queue, Worker } from 'bullmq';
 
 const url = new URL(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
 const connection = { host: url.hostname, port: Number(url.port || 6379), maxRetriesPerRequest: null };
-const JOBS = 20000, BATCH = 1000, CONCURRENCY = 50, RATE_SECONDS = 5, ROUNDS = 5;
+const JOBS = 20000, BATCH = 1000, CONCURRENCY = 50, RATE_SECONDS = 5;
+// BENCH_ROUNDS and BENCH_ONLY (throughput or latency) as in benches/redis_store.rs.
+const ROUNDS = Number(process.env.BENCH_ROUNDS) > 0 ? Number(process.env.BENCH_ROUNDS) : 5;
+const ONLY = process.env.BENCH_ONLY ?? '';
 const opts = { removeOnComplete: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } };
 
 async function throughputRound(name) {
@@ -73,6 +76,6 @@ async function latency() {
   console.log(`bullmq    latency:  p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms (${lat.length} jobs at 1,000/s)`);
 }
 
-await throughput();
-await latency();
+if (ONLY !== 'latency') await throughput();
+if (ONLY !== 'throughput') await latency();
 process.exit(0);
