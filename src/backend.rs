@@ -48,8 +48,8 @@ pub fn redacted(url: &str) -> String {
 }
 
 impl Backend {
-    /// The backend the settings ask for. A standalone Redis is connected on first use (so the
-    /// service starts while it is down); a Cluster is connected now.
+    /// The backend the settings ask for. Redis, standalone or Cluster, is connected on first
+    /// use, so the service starts while it is down.
     pub async fn from_settings(settings: &Settings) -> Result<Backend, ConfigError> {
         let redis = &settings.redis;
         let (target, key, shown) = if !redis.cluster.is_empty() {

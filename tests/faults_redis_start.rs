@@ -1,9 +1,9 @@
-//! Redis unreachable at start: the service says so clearly, `/ready` answers 503, and work
-//! resumes once Redis is up.
+//! Redis (standalone or Cluster) unreachable at start: the service says so clearly, `/ready`
+//! answers 503, and work resumes once Redis is up.
 
 mod common;
 
-use common::redis::RedisServer;
+use common::redis::{RedisCluster, RedisServer};
 use common::{Service, eventually};
 use serde_json::json;
 
@@ -64,4 +64,31 @@ async fn redis_unreachable_at_start_then_work_resumes() {
         service.log()
     );
     assert!(!service.log().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_unreachable_at_start_then_work_resumes() {
+    let ports = RedisCluster::free_ports();
+    let nodes = ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let service = Service::start_with("", &[("STAGEHAND_REDIS_CLUSTER", &nodes)]).await;
+    let api = &service.api;
+    eventually("the log to say Redis is unreachable", || async {
+        service.log().contains("Redis is unreachable").then_some(())
+    })
+    .await;
+    assert_eq!(api.get("/ready").await.0, 503);
+
+    let _cluster = RedisCluster::start_on(ports);
+    eventually("/ready to answer 200", || async {
+        (api.get("/ready").await.0 == 200).then_some(())
+    })
+    .await;
+    let id = api
+        .add("export", json!({"name": "r", "data": {"format": "json", "records": [{"a": 1}], "output_key": "r.json"}}))
+        .await;
+    api.wait_state("export", &id, "completed").await;
 }

@@ -156,11 +156,23 @@ fn free_cluster_port(taken: &[u16]) -> u16 {
 impl RedisCluster {
     /// Starts three `redis-server --cluster-enabled yes` and joins them with `redis-cli --cluster create`.
     pub fn start() -> RedisCluster {
-        let dir = tempfile::tempdir().expect("tempdir");
+        RedisCluster::start_on(RedisCluster::free_ports())
+    }
+
+    /// Three free ports for a cluster's nodes (their bus ports free too), to start it on later.
+    pub fn free_ports() -> Vec<u16> {
         let mut ports = Vec::new();
-        let mut children = Vec::new();
         for _ in 0..3 {
-            let port = free_cluster_port(&ports);
+            ports.push(free_cluster_port(&ports));
+        }
+        ports
+    }
+
+    /// [`RedisCluster::start`] on the given ports.
+    pub fn start_on(ports: Vec<u16>) -> RedisCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut children = Vec::new();
+        for &port in &ports {
             let child = Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args([
@@ -176,7 +188,6 @@ impl RedisCluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn redis-server");
-            ports.push(port);
             children.push(child);
         }
         let cluster = RedisCluster {

@@ -1,6 +1,7 @@
 //! One Redis deployment, standalone or Cluster: the shared connection every script runs on, and
 //! the dedicated connections that blocking reads need.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{
@@ -9,6 +10,7 @@ use redis::aio::{
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use tokio::sync::OnceCell;
 
 /// Where the store's Redis is.
 #[derive(Clone)]
@@ -37,6 +39,24 @@ pub enum Conn {
     Multiplexed(MultiplexedConnection),
     /// A connection to a Cluster (routes each command by its key's slot).
     Cluster(ClusterConnection),
+    /// A Cluster connection made on first use, tried again on each use until it is made.
+    LazyCluster(LazyCluster),
+}
+
+/// A Cluster connection made on first use (so a service can start while its Cluster is down).
+#[derive(Clone)]
+pub struct LazyCluster {
+    client: ClusterClient,
+    conn: Arc<OnceCell<ClusterConnection>>,
+}
+
+impl LazyCluster {
+    async fn get(&self) -> RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -45,6 +65,10 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.req_packed_command(cmd),
             Conn::Multiplexed(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::LazyCluster(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                c.req_packed_command(cmd).await
+            }),
         }
     }
 
@@ -58,6 +82,10 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::LazyCluster(lazy) => Box::pin(async move {
+                let mut c = lazy.get().await?;
+                c.req_packed_commands(cmd, offset, count).await
+            }),
         }
     }
 
@@ -66,6 +94,7 @@ impl ConnectionLike for Conn {
             Conn::Manager(c) => c.get_db(),
             Conn::Multiplexed(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::LazyCluster(_) => 0,
         }
     }
 }
@@ -85,8 +114,8 @@ impl Target {
         })))
     }
 
-    /// The shared connection: for one server, reconnecting and lazy (a call made while Redis is
-    /// down fails after one quick attempt); for a Cluster, connected now.
+    /// The shared connection, made lazily (a call made while Redis is down fails after one quick
+    /// attempt): for one server, reconnecting; for a Cluster, connected on first success.
     pub async fn shared(&self) -> RedisResult<Conn> {
         match self {
             Target::Single(client) => {
@@ -99,9 +128,10 @@ impl Target {
                     config,
                 )?))
             }
-            Target::Cluster(clients) => {
-                Ok(Conn::Cluster(clients.shared.get_async_connection().await?))
-            }
+            Target::Cluster(clients) => Ok(Conn::LazyCluster(LazyCluster {
+                client: clients.shared.clone(),
+                conn: Arc::new(OnceCell::new()),
+            })),
         }
     }
 
