@@ -7,6 +7,18 @@ use common::redis::{RedisCluster, RedisServer};
 use common::{Service, eventually};
 use serde_json::json;
 
+/// `/ready` turns 200 and an export completes.
+async fn work_resumes(api: &common::Api) {
+    eventually("/ready to answer 200", || async {
+        (api.get("/ready").await.0 == 200).then_some(())
+    })
+    .await;
+    let id = api
+        .add("export", json!({"name": "r", "data": {"format": "json", "records": [{"a": 1}], "output_key": "r.json"}}))
+        .await;
+    api.wait_state("export", &id, "completed").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unreachable_at_start_then_work_resumes() {
     let mut redis = RedisServer::start();
@@ -43,14 +55,7 @@ async fn redis_unreachable_at_start_then_work_resumes() {
 
     // Redis without the password set accepts any AUTH-less client; start it requiring it.
     redis.restart_with(&["--requirepass", "hunter2"]);
-    eventually("/ready to answer 200", || async {
-        (api.get("/ready").await.0 == 200).then_some(())
-    })
-    .await;
-    let id = api
-        .add("export", json!({"name": "r", "data": {"format": "json", "records": [{"a": 1}], "output_key": "r.json"}}))
-        .await;
-    api.wait_state("export", &id, "completed").await;
+    work_resumes(api).await;
     eventually("the log to say Redis is back", || async {
         service
             .log()
@@ -83,12 +88,5 @@ async fn a_cluster_unreachable_at_start_then_work_resumes() {
     assert_eq!(api.get("/ready").await.0, 503);
 
     let _cluster = RedisCluster::start_on(ports);
-    eventually("/ready to answer 200", || async {
-        (api.get("/ready").await.0 == 200).then_some(())
-    })
-    .await;
-    let id = api
-        .add("export", json!({"name": "r", "data": {"format": "json", "records": [{"a": 1}], "output_key": "r.json"}}))
-        .await;
-    api.wait_state("export", &id, "completed").await;
+    work_resumes(api).await;
 }

@@ -40,7 +40,7 @@ pub enum Conn {
     /// A connection to a Cluster (routes each command by its key's slot).
     Cluster(ClusterConnection),
     /// A Cluster connection made on first use, tried again on each use until it is made.
-    LazyCluster(LazyCluster),
+    LazyCluster(Box<LazyCluster>),
 }
 
 /// A Cluster connection made on first use (so a service can start while its Cluster is down).
@@ -128,10 +128,10 @@ impl Target {
                     config,
                 )?))
             }
-            Target::Cluster(clients) => Ok(Conn::LazyCluster(LazyCluster {
+            Target::Cluster(clients) => Ok(Conn::LazyCluster(Box::new(LazyCluster {
                 client: clients.shared.clone(),
                 conn: Arc::new(OnceCell::new()),
-            })),
+            }))),
         }
     }
 
