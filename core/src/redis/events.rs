@@ -110,9 +110,9 @@ const UNWATCHED_POLL: Duration = Duration::from_millis(200);
 
 /// Follows `KEYS:events` from its current end (taken now if Redis answers, else at the first
 /// connection), reconnecting as needed; stops when the store, the last strong reference to
-/// `feed`, is dropped. While nobody subscribes it reads no
-/// events: it only notes where the stream ends, before it checks that nobody subscribed, so a
-/// subscriber that arrives later still gets every event after its arrival.
+/// `feed`, is dropped. While nobody subscribes it reads no events: it only notes where the
+/// stream ends, before it checks that nobody subscribed, so a subscriber that arrives later
+/// still gets every event after its arrival.
 pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<EventFeed>) {
     let stream = format!("{keys}:events");
     let mut conn = target.blocking().await.ok();

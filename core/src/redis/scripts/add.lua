@@ -41,7 +41,7 @@ for i = 2, #ARGV, n do
     if state == 'delayed' then
       rcall('ZADD', K .. ':delayed', run_at, id)
     elseif state == 'prioritized' then
-      place(K, id, prio, lifo)
+      place(K, id, prio, lifo) -- its state is written above
     elseif lifo then
       table.insert(front, id)
     else

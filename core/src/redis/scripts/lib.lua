@@ -13,22 +13,24 @@ local function signal(K)
   rcall('LTRIM', K .. ':signal', -16, -1)
 end
 
+-- Appends one entry to the events stream, which keeps about 10,000 entries.
+local function xadd(K, ...)
+  rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', ...)
+end
+
+-- One job's event, with one extra field if given.
 local function event(K, id, kind, field, value)
-  if field then
-    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind, field, value)
-  else
-    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'event', kind)
-  end
+  if field then xadd(K, 'id', id, 'event', kind, field, value) else xadd(K, 'id', id, 'event', kind) end
 end
 
 -- Events for many jobs: one entry per EVENT_IDS jobs, their ids joined by newlines (ids hold
--- no control characters). The stream keeps about 10,000 entries, so at most about 500,000 job
--- events however the jobs were batched.
+-- no control characters), so the stream holds at most about 500,000 job events however the
+-- jobs were batched.
 local EVENT_IDS = 50
 local function events(K, ids, kind)
   for i = 1, #ids, EVENT_IDS do
     local ids_here = table.concat(ids, '\n', i, math.min(i + EVENT_IDS - 1, #ids))
-    rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', 'ids', ids_here, 'event', kind)
+    xadd(K, 'ids', ids_here, 'event', kind)
   end
 end
 
@@ -43,18 +45,16 @@ local function call_chunked(cmd, key, values)
 end
 
 -- Puts a ready job in the waiting list (no priority) or the prioritized set, given its
--- priority and lifo flag.
+-- priority and lifo flag; returns the state that puts it in.
 local function place(K, id, prio, lifo)
-  local jk = jkey(K, id)
   if prio > 0 then
     local seq = rcall('INCR', K .. ':seq') % 2147483647
     if lifo then seq = -seq end
     rcall('ZADD', K .. ':prio', prio * 4294967296 + 2147483648 + seq, id)
-    rcall('HSET', jk, 'state', 'prioritized')
-  else
-    if lifo then rcall('LPUSH', K .. ':wait', id) else rcall('RPUSH', K .. ':wait', id) end
-    rcall('HSET', jk, 'state', 'waiting')
+    return 'prioritized'
   end
+  if lifo then rcall('LPUSH', K .. ':wait', id) else rcall('RPUSH', K .. ':wait', id) end
+  return 'waiting'
 end
 
 -- A job's settings that only the rarer paths read, from the `cfg` field add writes: "priority
@@ -68,10 +68,10 @@ local function settings(K, id)
     bo_max = tonumber(bo_max) or -1, rof = rof }
 end
 
--- The same, reading the priority and lifo flag from the job.
+-- The same, reading the priority and lifo flag from the job, and setting its state.
 local function place_ready(K, id)
   local cfg = settings(K, id)
-  place(K, id, cfg.prio, cfg.lifo)
+  rcall('HSET', jkey(K, id), 'state', place(K, id, cfg.prio, cfg.lifo))
 end
 
 -- Takes a job out of the structure its state keeps it in.
@@ -134,9 +134,12 @@ local function read_job(K, id, without_logs)
   local jk = jkey(K, id)
   local fields = rcall('HMGET', jk, unpack(JOB_FIELDS))
   if not fields[1] then return false end
+  -- Only a job with the `hist` flag has a history list.
+  local history = {}
+  if fields[16] then history = rcall('LRANGE', jk .. ':h', 0, -1) end
   local logs = {}
   if not without_logs then logs = rcall('LRANGE', jk .. ':l', 0, -1) end
-  return { id, fields, rcall('LRANGE', jk .. ':h', 0, -1), logs }
+  return { id, fields, history, logs }
 end
 
 -- Fails a job for good: failed set, reason, retention. Returns the job as it ended (read
@@ -260,21 +263,18 @@ local function fetch_jobs(K, tok_key, worker, max, lease, now)
   local out, leased, deadlines = {}, {}, {}
   local at, deadline = tostring(now), tostring(now + lease)
   for _, id in ipairs(ids) do
-    local jk = jkey(K, id)
-    local fields = rcall('HMGET', jk, unpack(JOB_FIELDS))
+    -- A processor does not need its job's log lines.
+    local job = read_job(K, id, true)
     -- A job removed while it waited left its id behind: skip it.
-    if fields[1] then
+    if job then
       token = token + 1
-      local made = tonumber(fields[6] or '0') + 1
-      fields[1], fields[6], fields[13], fields[15] = 'active', tostring(made), at, worker
-      rcall('HSET', jk, 'state', 'active', 'tok', token, 'made', fields[6], 'proc', at, 'a_worker', worker)
-      -- Only a job with a `hist` flag has a history; a processor does not need its log lines.
-      local history = {}
-      if fields[16] then history = rcall('LRANGE', jk .. ':h', 0, -1) end
+      local fields = job[2]
+      fields[1], fields[6], fields[13], fields[15] = 'active', tostring(tonumber(fields[6] or '0') + 1), at, worker
+      rcall('HSET', jkey(K, id), 'state', 'active', 'tok', token, 'made', fields[6], 'proc', at, 'a_worker', worker)
       deadlines[#deadlines + 1] = deadline
       deadlines[#deadlines + 1] = id
       leased[#leased + 1] = id
-      out[#out + 1] = { token, { id, fields, history, {} } }
+      out[#out + 1] = { token, job }
     end
   end
   call_chunked('ZADD', K .. ':active', deadlines)
