@@ -33,7 +33,7 @@ async fn settle(store: &RedisStore, a: &ActiveJob, outcome: Outcome) -> SettleRe
         .remove(0)
 }
 
-/// The keys of the queue's jobs (`...:j:ID`, `...:j:ID:h`, `...:j:ID:l`), by SCAN.
+/// The keys of the queue's jobs (`...:j:ID`, `...:h:ID`, `...:l:ID`), by SCAN.
 async fn job_keys(url: &str, queue: &str) -> Vec<String> {
     use futures::StreamExt;
     use redis::AsyncCommands;
@@ -43,7 +43,7 @@ async fn job_keys(url: &str, queue: &str) -> Vec<String> {
         .await
         .expect("connect");
     let found: Vec<redis::RedisResult<String>> = conn
-        .scan_match::<_, String>(format!("stagehand:{{{queue}}}:j:*"))
+        .scan_match::<_, String>(format!("stagehand:{{{queue}}}:[jhl]:*"))
         .await
         .expect("SCAN")
         .collect()
@@ -84,10 +84,7 @@ async fn a_job_removed_on_completion_leaves_no_key_whatever_it_went_through() {
     // Fails once, then completes.
     store.add(add("retries")).await.expect("add");
     let a = one(&store, LEASE).await;
-    let failed = Outcome::Failed {
-        reason: "once".into(),
-        retry: true,
-    };
+    let failed = a.job.after_failure("once".into(), true);
     assert!(matches!(
         settle(&store, &a, failed).await,
         SettleResult::Retrying { .. }
@@ -121,10 +118,7 @@ async fn a_job_removed_on_completion_leaves_no_key_whatever_it_went_through() {
     // Fails for good, is retried by hand, then completes.
     store.add(add("retried by hand")).await.expect("add");
     let a = one(&store, LEASE).await;
-    let fatal = Outcome::Failed {
-        reason: "fatal".into(),
-        retry: false,
-    };
+    let fatal = a.job.after_failure("fatal".into(), false);
     assert!(matches!(
         settle(&store, &a, fatal).await,
         SettleResult::Failed { .. }

@@ -41,3 +41,32 @@ mod redis_store {
 mod redis_cluster_store {
     stagehand_core::conformance_tests!(super::redis_cluster);
 }
+
+/// Every check the suite defines is in the list `conformance_tests!` runs: a check cannot be
+/// written and then forgotten.
+#[test]
+fn every_conformance_check_is_run() {
+    let source = include_str!("../core/src/conformance.rs");
+    let mut defined: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub async fn "))
+        .filter_map(|l| l.split('(').next())
+        .collect();
+    let list = source
+        .split("$crate::conformance_tests!(@each $make;")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the macro's list of checks");
+    let mut listed: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    defined.sort_unstable();
+    listed.sort_unstable();
+    assert!(defined.len() > 20, "found the checks: {defined:?}");
+    assert_eq!(
+        defined, listed,
+        "a check is defined but not run, or the other way"
+    );
+}

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::error::StoreError;
 use crate::job::{AttemptOutcome, JobState};
 use crate::options::{Backoff, JobOptions, Retention};
-use crate::store::{LeaseToken, NewJob, Outcome, QueueStore, RecoverReport, SettleResult};
+use crate::store::{
+    LeaseToken, NewJob, Outcome, QueueStore, RecoverReport, SettleResult, Settlement,
+};
 
 type Store = Arc<dyn QueueStore>;
 
@@ -43,6 +46,23 @@ async fn fetch_eventually(store: &Store, lease: Duration) -> Vec<crate::store::A
         }
         assert!(start.elapsed() < PATIENCE, "nothing became ready");
         signal.wait(Duration::from_millis(50)).await.expect("wait");
+    }
+}
+
+/// Reads a job until it is in `state`, or patience runs out.
+async fn wait_for_state(store: &Store, id: &str, state: JobState) {
+    let start = Instant::now();
+    loop {
+        let j = store.get(id).await.expect("get").expect("job");
+        if j.state == state {
+            return;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "job {id} stayed {} (waiting for {state})",
+            j.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -192,7 +212,7 @@ pub async fn retries_with_exponential_backoff(store: Store) {
     let opts = with(|o| {
         o.attempts = 3;
         o.backoff = Backoff::Exponential {
-            delay_ms: 40,
+            delay_ms: 300,
             jitter: 0.0,
             max_delay_ms: None,
         };
@@ -206,7 +226,7 @@ pub async fn retries_with_exponential_backoff(store: Store) {
         let a = fetch_eventually(&store, LEASE).await.remove(0);
         assert_eq!(a.job.attempts_made, attempt);
         match store
-            .fail(&a.job.id, a.token, format!("boom {attempt}"), true)
+            .fail(&a, format!("boom {attempt}"), true)
             .await
             .expect("fail")
         {
@@ -222,11 +242,11 @@ pub async fn retries_with_exponential_backoff(store: Store) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(delays, [40, 80]);
+    assert_eq!(delays, [300, 600]);
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.history.len(), 3);
-    assert_eq!(j.history[0].retry_delay_ms, Some(40));
+    assert_eq!(j.history[0].retry_delay_ms, Some(300));
     for pair in j.history.windows(2) {
         let gap = pair[1].started_at - pair[0].finished_at.expect("finished");
         assert!(
@@ -244,7 +264,7 @@ pub async fn unrecoverable_fails_at_once(store: Store) {
         .expect("add");
     let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
     let r = store
-        .fail(&a.job.id, a.token, "bad input".into(), false)
+        .fail(&a, "bad input".into(), false)
         .await
         .expect("fail");
     assert!(matches!(r, SettleResult::Failed { .. }), "{r:?}");
@@ -280,10 +300,7 @@ pub async fn retention_trims_finished_jobs(store: Store) {
             .expect("complete");
     }
     let last = &active[5];
-    store
-        .fail(&last.job.id, last.token, "x".into(), true)
-        .await
-        .expect("fail");
+    store.fail(last, "x".into(), true).await.expect("fail");
     let counts = store.counts().await.expect("counts");
     assert_eq!((counts.completed, counts.failed), (2, 0));
     let kept: Vec<_> = store
@@ -327,24 +344,36 @@ pub async fn expired_leases_are_recovered(store: Store) {
     assert!(j.failed_reason.expect("reason").contains("stalled"));
 }
 
-/// Heartbeats extend leases held by their token only.
+/// Heartbeats extend leases held by their token only: of two jobs leased for a moment, the one
+/// whose lease was extended is still active once the other has been recovered.
 pub async fn heartbeats_extend_held_leases(store: Store) {
-    store.add(job("a")).await.expect("add");
-    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    store
+        .add_bulk(vec![job("kept"), job("dropped")])
+        .await
+        .expect("add_bulk");
+    let short = Duration::from_millis(50);
+    let got = store.fetch("w", 2, short).await.expect("fetch");
+    let (kept, dropped) = (&got[0], &got[1]);
     let leases = [
-        (a.job.id.clone(), a.token),
-        (a.job.id.clone(), LeaseToken(a.token.0 + 1)),
-        ("nope".into(), a.token),
+        (kept.job.id.clone(), kept.token),
+        (dropped.job.id.clone(), LeaseToken(dropped.token.0 + 1_000)),
+        ("nope".into(), kept.token),
     ];
     let held = store.extend_leases(&leases, LEASE).await.expect("extend");
     assert_eq!(held, [true, false, false]);
-    assert!(
+    let report = recover_until(&store, "the unextended lease to expire", |r| {
+        !r.requeued.is_empty()
+    })
+    .await;
+    assert_eq!(report.requeued, std::slice::from_ref(&dropped.job.id));
+    let j = store.get(&kept.job.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Active, "its lease was extended");
+    assert_eq!(
         store
-            .recover_expired(1)
+            .complete(&kept.job.id, kept.token, json!(1))
             .await
-            .expect("recover")
-            .requeued
-            .is_empty()
+            .expect("complete"),
+        SettleResult::Completed
     );
 }
 
@@ -404,22 +433,28 @@ pub async fn admin_operations(store: Store) {
         .await
         .expect("add");
     let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
-    store
-        .fail(&a.job.id, a.token, "x".into(), true)
-        .await
-        .expect("fail");
-    assert!(store.retry("missing").await.is_err());
+    store.fail(&a, "x".into(), true).await.expect("fail");
+    assert!(matches!(
+        store.retry("missing").await,
+        Err(StoreError::NotFound(_))
+    ));
     store.retry(&failed.id).await.expect("retry");
     let j = store.get(&failed.id).await.expect("get").expect("job");
     assert_eq!((j.state, j.attempts_made), (JobState::Waiting, 0));
     assert!(
-        store.retry(&failed.id).await.is_err(),
+        matches!(
+            store.retry(&failed.id).await,
+            Err(StoreError::InvalidState { .. })
+        ),
         "a waiting job cannot be retried"
     );
 
     let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
     assert!(
-        store.remove(&a.job.id).await.is_err(),
+        matches!(
+            store.remove(&a.job.id).await,
+            Err(StoreError::InvalidState { .. })
+        ),
         "active jobs are not removed"
     );
     store
@@ -481,7 +516,10 @@ pub async fn progress_and_logs(store: Store) {
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.progress, json!(42));
     assert_eq!(j.logs, ["step one"]);
-    assert!(store.progress("missing", json!(1)).await.is_err());
+    assert!(matches!(
+        store.progress("missing", json!(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// A released job goes back to waiting without using an attempt.
@@ -499,10 +537,7 @@ pub async fn release_hands_back(store: Store) {
     let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
     assert_eq!(a.job.id, added.id);
     // One attempt allowed, one released: this failure still retries nothing but is the first.
-    let r = store
-        .fail(&a.job.id, a.token, "x".into(), true)
-        .await
-        .expect("fail");
+    let r = store.fail(&a, "x".into(), true).await.expect("fail");
     assert!(matches!(r, SettleResult::Failed { .. }));
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.history[0].outcome, AttemptOutcome::Released);
@@ -549,16 +584,278 @@ pub async fn events_cover_every_job_of_a_bulk(store: Store) {
     assert_eq!(seen, ids, "one event per job, in order");
 }
 
-/// A waiting worker wakes when a job is added.
+/// A waiting worker waits while there is nothing to do, and wakes when a job is added.
 pub async fn work_signal_wakes_on_add(store: Store) {
     let mut signal = store.work_signal();
-    let waiter = tokio::spawn(async move { signal.wait(Duration::from_secs(3600)).await });
+    let mut waiter = tokio::spawn(async move { signal.wait(Duration::from_secs(3600)).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "the wait returned with nothing to do"
+    );
     store.add(job("a")).await.expect("add");
     tokio::time::timeout(PATIENCE, waiter)
         .await
         .expect("woken by the add")
         .expect("join")
         .expect("wait");
+}
+
+/// A paused queue's worker does not wake for a delayed job that falls due (it could not take
+/// it): no loop spins on a paused queue. The job shows as paused, and runs once resumed.
+pub async fn paused_queue_does_not_wake_for_due_jobs(store: Store) {
+    store.pause().await.expect("pause");
+    let added = store
+        .add(job("due").with_options(with(|o| o.delay_ms = 100)))
+        .await
+        .expect("add");
+    wait_for_state(&store, &added.id, JobState::Paused).await;
+    assert!(store.fetch("w", 10, LEASE).await.expect("fetch").is_empty());
+    let mut signal = store.work_signal();
+    let mut waiter = tokio::spawn(async move { signal.wait(Duration::from_secs(3600)).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut waiter)
+            .await
+            .is_err(),
+        "a paused queue's worker woke for work it cannot take"
+    );
+    store.resume().await.expect("resume");
+    tokio::time::timeout(PATIENCE, waiter)
+        .await
+        .expect("woken by the resume")
+        .expect("join")
+        .expect("wait");
+    assert_eq!(fetch_names(&store, 10).await, ["due"]);
+}
+
+/// A delayed job whose time has passed reads as ready, in its state, the counts and the
+/// lists, though no worker fetches from the queue.
+pub async fn due_delayed_jobs_read_as_ready(store: Store) {
+    let plain = store
+        .add(job("plain").with_options(with(|o| o.delay_ms = 50)))
+        .await
+        .expect("add");
+    let urgent = store
+        .add(job("urgent").with_options(with(|o| {
+            o.delay_ms = 50;
+            o.priority = 3;
+        })))
+        .await
+        .expect("add");
+    wait_for_state(&store, &plain.id, JobState::Waiting).await;
+    let j = store.get(&urgent.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Prioritized);
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(
+        (counts.delayed, counts.waiting, counts.prioritized),
+        (0, 1, 1)
+    );
+    let waiting = store.list(JobState::Waiting, 0, 10).await.expect("list");
+    assert_eq!(waiting.len(), 1);
+    assert!(
+        store
+            .list(JobState::Delayed, 0, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+/// Settling and leasing in one call: the finished jobs are settled and up to `max` more leased;
+/// `max` 0 only settles.
+pub async fn settle_and_fetch_does_both(store: Store) {
+    store
+        .add_bulk((0..4).map(|i| job(&format!("j{i}"))).collect())
+        .await
+        .expect("add_bulk");
+    let first = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let done = vec![Settlement {
+        id: first.job.id.clone(),
+        token: first.token,
+        outcome: Outcome::Completed(json!("ok")),
+    }];
+    let (settled, fetched) = store
+        .settle_and_fetch(done, "w", 2, LEASE)
+        .await
+        .expect("settle_and_fetch");
+    assert_eq!(settled, [SettleResult::Completed]);
+    let names: Vec<_> = fetched.iter().map(|a| a.job.name.as_str()).collect();
+    assert_eq!(names, ["j1", "j2"]);
+    let done = fetched
+        .iter()
+        .map(|a| Settlement {
+            id: a.job.id.clone(),
+            token: a.token,
+            outcome: Outcome::Released,
+        })
+        .collect();
+    let (settled, fetched) = store
+        .settle_and_fetch(done, "w", 0, LEASE)
+        .await
+        .expect("settle_and_fetch");
+    assert_eq!(settled, [SettleResult::Released, SettleResult::Released]);
+    assert!(fetched.is_empty());
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.completed, counts.waiting, counts.active), (1, 3, 0));
+}
+
+/// A retry decided by core is applied as decided: a fixed backoff waits its delay in `delayed`,
+/// and the attempt's record names it.
+pub async fn fixed_backoff_is_applied(store: Store) {
+    let opts = with(|o| {
+        o.attempts = 2;
+        o.backoff = Backoff::Fixed {
+            delay_ms: 3_600_000,
+            jitter: 0.0,
+        };
+    });
+    let added = store.add(job("f").with_options(opts)).await.expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let r = store.fail(&a, "x".into(), true).await.expect("fail");
+    assert_eq!(
+        r,
+        SettleResult::Retrying {
+            delay_ms: 3_600_000
+        }
+    );
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(j.state, JobState::Delayed);
+    assert_eq!(
+        j.run_at,
+        j.history[0].finished_at.expect("ended") + 3_600_000
+    );
+    assert_eq!(j.history[0].retry_delay_ms, Some(3_600_000));
+    assert_eq!(j.failed_reason.as_deref(), Some("x"));
+}
+
+/// `clean(Paused)` removes the ready jobs of a paused queue (and nothing while it runs).
+pub async fn clean_paused_removes_held_jobs(store: Store) {
+    store
+        .add_bulk(vec![
+            job("w"),
+            job("p").with_options(with(|o| o.priority = 2)),
+            job("d").with_options(with(|o| o.delay_ms = 3_600_000)),
+        ])
+        .await
+        .expect("add_bulk");
+    assert_eq!(
+        store
+            .clean(JobState::Paused, Duration::ZERO, 10)
+            .await
+            .expect("clean"),
+        0,
+        "nothing is paused while the queue runs"
+    );
+    store.pause().await.expect("pause");
+    assert_eq!(
+        store
+            .clean(JobState::Paused, Duration::ZERO, 10)
+            .await
+            .expect("clean"),
+        2
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.paused, counts.delayed), (0, 1));
+}
+
+/// Finished jobs older than their retention's age are removed when the next one finishes.
+pub async fn age_retention_removes_old_jobs(store: Store) {
+    let opts = with(|o| {
+        o.remove_on_complete = Retention::Keep {
+            count: None,
+            age_ms: Some(50),
+        };
+    });
+    let ids = store
+        .add_bulk(vec![
+            job("old").with_options(opts.clone()),
+            job("new").with_options(opts),
+        ])
+        .await
+        .expect("add_bulk");
+    let old = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    store
+        .complete(&old.job.id, old.token, json!(1))
+        .await
+        .expect("complete");
+    let finished = store
+        .get(&ids[0].id)
+        .await
+        .expect("get")
+        .expect("kept while young")
+        .finished_at
+        .expect("finished");
+    // The next completion more than 50 ms later trims the old one.
+    let new = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    let start = Instant::now();
+    while crate::clock::now_ms() <= finished + 50 {
+        assert!(start.elapsed() < PATIENCE, "the clock did not move");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store
+        .complete(&new.job.id, new.token, json!(2))
+        .await
+        .expect("complete");
+    assert!(store.get(&ids[0].id).await.expect("get").is_none());
+    assert!(store.get(&ids[1].id).await.expect("get").is_some());
+}
+
+/// Ids that look like the store's own names stay apart from every other job: a job's id
+/// never names another job's keys, whatever it ends or starts with.
+pub async fn job_ids_never_collide(store: Store) {
+    let ids = [
+        "victim",
+        "victim:h",
+        "victim:l",
+        "victim:j",
+        "h:victim",
+        "j:victim",
+        "wait",
+        ":wait",
+        "{victim}",
+        "victim*",
+        "*",
+        "a b",
+        "émoji 🎉",
+        "id",
+    ];
+    let jobs = ids
+        .iter()
+        .map(|id| job(id).with_options(with(|o| o.job_id = Some((*id).into()))))
+        .collect();
+    let added = store.add_bulk(jobs).await.expect("add_bulk");
+    assert!(added.iter().all(|a| a.created));
+    store.log("victim", "a line".into()).await.expect("log");
+    store.log("victim:l", "another".into()).await.expect("log");
+    let got = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    assert_eq!(&*got.job.id, "victim");
+    store.fail(&got, "once".into(), true).await.expect("fail");
+    for id in ids {
+        let j = store.get(id).await.expect("get").expect(id);
+        assert_eq!(j.name, id, "{id} reads as itself");
+        let lines = if id == "victim" {
+            vec!["a line".to_string()]
+        } else if id == "victim:l" {
+            vec!["another".to_string()]
+        } else {
+            vec![]
+        };
+        assert_eq!(j.logs, lines, "{id}");
+        assert_eq!(j.history.len(), usize::from(id == "victim"), "{id}");
+    }
+    for id in &ids[1..] {
+        assert!(store.remove(id).await.expect("remove"), "{id}");
+    }
+    let j = store
+        .get("victim")
+        .await
+        .expect("get")
+        .expect("victim stays");
+    assert_eq!((j.logs.len(), j.history.len()), (1, 1));
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.waiting + counts.delayed, 1);
 }
 
 /// A large bulk goes in whole and in order.
@@ -663,7 +960,9 @@ macro_rules! conformance_tests {
             expired_leases_are_recovered, heartbeats_extend_held_leases, pause_and_resume, paused_jobs_are_listed_in_run_order,
             admin_operations, removed_waiting_jobs_are_gone, progress_and_logs, release_hands_back, events_follow_a_job,
             work_signal_wakes_on_add, large_bulk, clean_and_drain_cover_a_large_backlog,
-            events_cover_every_job_of_a_bulk);
+            events_cover_every_job_of_a_bulk, paused_queue_does_not_wake_for_due_jobs,
+            due_delayed_jobs_read_as_ready, settle_and_fetch_does_both, fixed_backoff_is_applied,
+            clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

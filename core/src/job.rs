@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::options::JobOptions;
+use crate::store::Outcome;
 
 /// A job's id: generated ids are decimal numbers; custom ids (`job_id`) may not be.
 /// Shared (`Arc<str>`), since the store, the worker and the events all hold it.
@@ -167,7 +168,7 @@ impl Job {
         options: JobOptions,
         now: u64,
     ) -> Job {
-        let run_at = now + options.delay_ms;
+        let run_at = now.saturating_add(options.delay_ms);
         Job {
             id,
             queue: queue.to_string(),
@@ -195,6 +196,25 @@ impl Job {
         self.attempts_made
             .saturating_sub(self.stalled_count)
             .saturating_sub(self.released_count)
+    }
+
+    /// What a failed attempt of this job becomes, decided here once for every store: another
+    /// attempt after its backoff while the budget lasts and the failure is `retryable`, else
+    /// failed for good. `self` is the job as its attempt was fetched (that attempt counted).
+    pub fn after_failure(&self, reason: String, retryable: bool) -> Outcome {
+        let used = self.failures_budget_used();
+        if retryable && used < self.options.attempts {
+            Outcome::Retry {
+                delay_ms: self.options.backoff.delay_ms(used),
+                reason,
+            }
+        } else if retryable {
+            Outcome::Fail { reason }
+        } else {
+            Outcome::Fail {
+                reason: format!("unrecoverable: {reason}"),
+            }
+        }
     }
 
     /// The state a ready job goes to: prioritized when it has a priority, else waiting.

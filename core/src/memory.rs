@@ -16,7 +16,7 @@ use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
 use crate::options::Retention;
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
-    RecoverReport, SettleResult, Settlement, WorkSignal,
+    RecoverReport, SettleResult, Settlement, WorkSignal, stored_states,
 };
 
 /// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
@@ -38,8 +38,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// When a worker should look again for delayed work: the next due time, unless the queue
+    /// is paused (a paused queue hands nothing out, so a due job is no reason to wake).
     fn next_due(&self) -> Option<u64> {
-        self.inner.lock().delayed.keys().next().map(|(at, _)| *at)
+        let inner = self.inner.lock();
+        if inner.paused {
+            return None;
+        }
+        inner.delayed.keys().next().map(|(at, _)| *at)
     }
 }
 
@@ -149,6 +155,21 @@ impl MemoryStore {
 
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         self.shared.inner.lock()
+    }
+
+    /// The lock, for a read: delayed jobs that fell due are promoted first, so that what is
+    /// read is right when read whether or not a pool fetches from this queue.
+    fn read(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        let now = now_ms();
+        let mut promoted = false;
+        while inner.promote_due(now) {
+            promoted = true;
+        }
+        if promoted {
+            self.wake();
+        }
+        inner
     }
 }
 
@@ -344,7 +365,7 @@ impl Inner {
             return false;
         };
         let state = if delay_ms > 0 {
-            Arc::make_mut(&mut entry.job).run_at = now + delay_ms;
+            Arc::make_mut(&mut entry.job).run_at = now.saturating_add(delay_ms);
             JobState::Delayed
         } else {
             entry.job.ready_state()
@@ -384,31 +405,25 @@ impl Inner {
                 events.push((s.id, JobEventKind::Completed));
                 SettleResult::Completed
             }
-            Outcome::Failed { reason, retry } => {
+            Outcome::Retry { reason, delay_ms } => {
                 Self::end_attempt(entry, now, AttemptOutcome::Failed, Some(reason.clone()));
-                let used = entry.job.failures_budget_used();
-                if retry && used < entry.job.options.attempts {
-                    let delay_ms = entry.job.options.backoff.delay_ms(used);
-                    Arc::make_mut(&mut entry.job).failed_reason = Some(reason);
-                    if let Some(last) = Arc::make_mut(&mut entry.job).history.last_mut() {
-                        last.retry_delay_ms = Some(delay_ms);
+                let job = Arc::make_mut(&mut entry.job);
+                job.failed_reason = Some(reason);
+                if let Some(last) = job.history.last_mut() {
+                    last.retry_delay_ms = Some(delay_ms);
+                }
+                *woke |= self.requeue(&s.id, delay_ms, now);
+                events.push((s.id, JobEventKind::Retrying { delay_ms }));
+                SettleResult::Retrying { delay_ms }
+            }
+            Outcome::Fail { reason } => {
+                Self::end_attempt(entry, now, AttemptOutcome::Failed, Some(reason.clone()));
+                match self.fail_for_good(&s.id, reason.clone(), now) {
+                    Some(job) => {
+                        events.push((s.id, JobEventKind::Failed { reason }));
+                        SettleResult::Failed { job: Box::new(job) }
                     }
-                    *woke |= self.requeue(&s.id, delay_ms, now);
-                    events.push((s.id, JobEventKind::Retrying { delay_ms }));
-                    SettleResult::Retrying { delay_ms }
-                } else {
-                    let reason = if retry {
-                        reason
-                    } else {
-                        format!("unrecoverable: {reason}")
-                    };
-                    match self.fail_for_good(&s.id, reason.clone(), now) {
-                        Some(job) => {
-                            events.push((s.id, JobEventKind::Failed { reason }));
-                            SettleResult::Failed { job: Box::new(job) }
-                        }
-                        None => SettleResult::LeaseLost,
-                    }
+                    None => SettleResult::LeaseLost,
                 }
             }
             Outcome::Released => {
@@ -525,10 +540,10 @@ impl QueueStore for MemoryStore {
         let worker: Arc<str> = worker.into();
         {
             let mut inner = self.lock();
+            inner.promote_due(now);
             if inner.paused {
                 return Ok(out);
             }
-            inner.promote_due(now);
             while out.len() < max {
                 let Some(id) = inner.pop_ready() else {
                     break;
@@ -696,7 +711,7 @@ impl QueueStore for MemoryStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        let inner = self.lock();
+        let inner = self.read();
         Ok(inner.jobs.get(id).map(|e| inner.visible(e)))
     }
 
@@ -706,7 +721,7 @@ impl QueueStore for MemoryStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
-        let inner = self.lock();
+        let inner = self.read();
         let ready_paused = inner.paused;
         let ids: Vec<&JobId> = match state {
             JobState::Waiting if ready_paused => Vec::new(),
@@ -753,7 +768,7 @@ impl QueueStore for MemoryStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let inner = self.lock();
+        let inner = self.read();
         let (waiting, prioritized) = (inner.waiting as u64, inner.prioritized.len() as u64);
         let counts = Counts {
             waiting,
@@ -831,37 +846,36 @@ impl QueueStore for MemoryStore {
         limit: usize,
     ) -> Result<usize, StoreError> {
         let cutoff = now_ms().saturating_sub(older_than.as_millis() as u64);
-        let mut inner = self.lock();
+        let mut inner = self.read();
         let old = |job: &Job| job.finished_at.unwrap_or(job.created_at) <= cutoff;
-        let victims: Vec<JobId> = match state {
-            JobState::Completed | JobState::Failed => {
-                let set = if state == JobState::Completed {
-                    &inner.completed
-                } else {
-                    &inner.failed
-                };
-                set.iter()
-                    .take_while(|((finished, _), _)| *finished <= cutoff)
-                    .take(limit)
-                    .map(|(_, id)| id.clone())
-                    .collect()
+        let mut victims: Vec<JobId> = Vec::new();
+        for &part in stored_states(state, inner.paused) {
+            let room = limit - victims.len();
+            match part {
+                JobState::Completed | JobState::Failed => {
+                    let set = if part == JobState::Completed {
+                        &inner.completed
+                    } else {
+                        &inner.failed
+                    };
+                    victims.extend(
+                        set.iter()
+                            .take_while(|((finished, _), _)| *finished <= cutoff)
+                            .take(room)
+                            .map(|(_, id)| id.clone()),
+                    );
+                }
+                JobState::Active | JobState::Paused => {}
+                _ => victims.extend(
+                    inner
+                        .jobs
+                        .values()
+                        .filter(|e| e.job.state == part && old(&e.job))
+                        .take(room)
+                        .map(|e| e.job.id.clone()),
+                ),
             }
-            JobState::Active => Vec::new(),
-            _ => inner
-                .jobs
-                .values()
-                .filter(|e| {
-                    let s = e.job.state;
-                    let matches = s == state
-                        || (state == JobState::Paused
-                            && inner.paused
-                            && matches!(s, JobState::Waiting | JobState::Prioritized));
-                    matches && old(&e.job)
-                })
-                .take(limit)
-                .map(|e| e.job.id.clone())
-                .collect(),
-        };
+        }
         for id in &victims {
             inner.delete(id);
         }

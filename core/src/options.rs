@@ -9,6 +9,11 @@ pub const MAX_PRIORITY: u32 = 2_097_152;
 pub const MAX_ATTEMPTS: u32 = 10_000;
 /// The longest custom job id accepted, in bytes.
 pub const MAX_JOB_ID_LEN: usize = 256;
+/// The longest duration any option takes (delays, backoff, timeouts, retention ages): ten
+/// years in milliseconds. Sums of it with a clock stay exact in a Lua number (below 2^53).
+pub const MAX_DURATION_MS: u64 = 315_360_000_000;
+/// The most finished jobs a retention may keep.
+pub const MAX_KEEP_COUNT: u64 = 1_000_000_000;
 
 /// Options a job carries, with every default filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,7 +68,7 @@ impl Default for JobOptions {
 
 /// The delay before a retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Backoff {
     /// The same delay before every retry.
     Fixed {
@@ -103,6 +108,7 @@ impl Backoff {
                 (max_delay_ms.map_or(grown, |cap| grown.min(cap)), jitter)
             }
         };
+        let raw = raw.min(MAX_DURATION_MS);
         if jitter > 0.0 {
             let cut = (raw as f64 * jitter.min(1.0) * fastrand::f64()) as u64;
             raw - cut.min(raw)
@@ -112,14 +118,23 @@ impl Backoff {
     }
 
     fn validate(&self) -> Result<(), OptionsError> {
-        let jitter = match self {
-            Backoff::Fixed { jitter, .. } | Backoff::Exponential { jitter, .. } => *jitter,
+        let (delay_ms, jitter, max_delay_ms) = match *self {
+            Backoff::Fixed { delay_ms, jitter } => (delay_ms, jitter, None),
+            Backoff::Exponential {
+                delay_ms,
+                jitter,
+                max_delay_ms,
+            } => (delay_ms, jitter, max_delay_ms),
         };
         if !(0.0..=1.0).contains(&jitter) {
             return Err(OptionsError::new(
                 "backoff.jitter",
-                "must be between 0 and 1",
+                format!("must be between 0 and 1, got {jitter}"),
             ));
+        }
+        duration("backoff.delay_ms", delay_ms)?;
+        if let Some(max) = max_delay_ms {
+            duration("backoff.max_delay_ms", max)?;
         }
         Ok(())
     }
@@ -147,12 +162,16 @@ pub enum Retention {
 enum RetentionRepr {
     Flag(bool),
     Count(u64),
-    Keep {
-        #[serde(default)]
-        count: Option<u64>,
-        #[serde(default)]
-        age_ms: Option<u64>,
-    },
+    Keep(KeepRepr),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepRepr {
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    age_ms: Option<u64>,
 }
 
 impl Serialize for Retention {
@@ -164,7 +183,7 @@ impl Serialize for Retention {
                 count: Some(n),
                 age_ms: None,
             } => RetentionRepr::Count(n),
-            Retention::Keep { count, age_ms } => RetentionRepr::Keep { count, age_ms },
+            Retention::Keep { count, age_ms } => RetentionRepr::Keep(KeepRepr { count, age_ms }),
         }
         .serialize(s)
     }
@@ -174,7 +193,7 @@ impl<'de> Deserialize<'de> for Retention {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let repr = RetentionRepr::deserialize(d).map_err(|_| {
             serde::de::Error::custom(
-                "expected true (remove), false (keep all), a count N, or {\"count\": N, \"age_ms\": A}",
+                "expected true (remove), false (keep all), a count N, or {\"count\": N, \"age_ms\": A} (no other fields)",
             )
         })?;
         Ok(match repr {
@@ -184,9 +203,39 @@ impl<'de> Deserialize<'de> for Retention {
                 count: Some(n),
                 age_ms: None,
             },
-            RetentionRepr::Keep { count, age_ms } => Retention::Keep { count, age_ms },
+            RetentionRepr::Keep(KeepRepr { count, age_ms }) => Retention::Keep { count, age_ms },
         })
     }
+}
+
+impl Retention {
+    fn validate(&self, field: &'static str, age_field: &'static str) -> Result<(), OptionsError> {
+        if let Retention::Keep { count, age_ms } = *self {
+            if let Some(count) = count
+                && count > MAX_KEEP_COUNT
+            {
+                return Err(OptionsError::new(
+                    field,
+                    format!("a count must be at most {MAX_KEEP_COUNT}, got {count}"),
+                ));
+            }
+            if let Some(age) = age_ms {
+                duration(age_field, age)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a duration in milliseconds against [`MAX_DURATION_MS`].
+fn duration(field: &'static str, ms: u64) -> Result<u64, OptionsError> {
+    if ms > MAX_DURATION_MS {
+        return Err(OptionsError::new(
+            field,
+            format!("must be at most {MAX_DURATION_MS} ms (ten years), got {ms}"),
+        ));
+    }
+    Ok(ms)
 }
 
 /// Options as a caller gives them: every field optional, numbers signed so that a negative
@@ -254,7 +303,7 @@ impl JobOptionsInput {
             out.job_id = Some(id.clone());
         }
         if let Some(delay) = self.delay_ms {
-            out.delay_ms = in_range("delay_ms", delay, 0, i64::MAX)? as u64;
+            out.delay_ms = in_range("delay_ms", delay, 0, MAX_DURATION_MS as i64)? as u64;
         }
         if let Some(priority) = self.priority {
             out.priority = in_range("priority", priority, 0, MAX_PRIORITY as i64)? as u32;
@@ -267,12 +316,15 @@ impl JobOptionsInput {
             out.backoff = backoff.clone();
         }
         if let Some(timeout) = self.timeout_ms {
-            out.timeout_ms = Some(in_range("timeout_ms", timeout, 1, i64::MAX)? as u64);
+            out.timeout_ms =
+                Some(in_range("timeout_ms", timeout, 1, MAX_DURATION_MS as i64)? as u64);
         }
         if let Some(keep) = self.remove_on_complete {
+            keep.validate("remove_on_complete", "remove_on_complete.age_ms")?;
             out.remove_on_complete = keep;
         }
         if let Some(keep) = self.remove_on_fail {
+            keep.validate("remove_on_fail", "remove_on_fail.age_ms")?;
             out.remove_on_fail = keep;
         }
         if let Some(lifo) = self.lifo {

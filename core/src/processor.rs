@@ -207,16 +207,15 @@ pub struct AttemptResult {
 /// into a failed attempt.
 pub async fn run_attempt(processor: &dyn Processor, ctx: JobContext) -> AttemptResult {
     let timeout = ctx.job.options.timeout_ms.map(Duration::from_millis);
+    let job = Arc::clone(&ctx.job);
     let call = AssertUnwindSafe(processor.process(ctx)).catch_unwind();
     let caught = match timeout {
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(caught) => caught,
             Err(_) => {
                 return AttemptResult {
-                    outcome: Outcome::Failed {
-                        reason: format!("timed out after {} ms", limit.as_millis()),
-                        retry: true,
-                    },
+                    outcome: job
+                        .after_failure(format!("timed out after {} ms", limit.as_millis()), true),
                     panic: None,
                 };
             }
@@ -229,19 +228,13 @@ pub async fn run_attempt(processor: &dyn Processor, ctx: JobContext) -> AttemptR
             panic: None,
         },
         Ok(Err(err)) => AttemptResult {
-            outcome: Outcome::Failed {
-                reason: err.message,
-                retry: !err.unrecoverable,
-            },
+            outcome: job.after_failure(err.message, !err.unrecoverable),
             panic: None,
         },
         Err(payload) => {
             let message = panic_message(payload.as_ref());
             AttemptResult {
-                outcome: Outcome::Failed {
-                    reason: format!("processor panicked: {message}"),
-                    retry: true,
-                },
+                outcome: job.after_failure(format!("processor panicked: {message}"), true),
                 panic: Some(message),
             }
         }

@@ -63,20 +63,36 @@ pub struct ActiveJob {
     pub token: LeaseToken,
 }
 
-/// How an attempt ended, as the worker reports it.
+/// What settling does with a job. Core decides it ([`Job::after_failure`] for a failed
+/// attempt); every store applies it as it is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The processor returned this value.
     Completed(Value),
-    /// The attempt failed; `retry: false` fails the job at once (unrecoverable).
-    Failed {
+    /// The attempt failed; the job runs again after `delay_ms` (0: as soon as a worker is free).
+    Retry {
+        /// Why the attempt failed.
+        reason: String,
+        /// The backoff before the next attempt.
+        delay_ms: u64,
+    },
+    /// The job failed for good.
+    Fail {
         /// Why.
         reason: String,
-        /// Whether attempts left may be used.
-        retry: bool,
     },
     /// Not finished at shutdown: back to waiting, the attempt not counted.
     Released,
+}
+
+impl Outcome {
+    /// The failure reason, for a failed attempt.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Retry { reason, .. } | Outcome::Fail { reason } => Some(reason),
+            _ => None,
+        }
+    }
 }
 
 /// One job to settle.
@@ -140,6 +156,23 @@ impl Counts {
             prioritized: 0,
             ..self
         }
+    }
+}
+
+/// The stored states that make up what `state` shows on a queue that is (or is not) paused:
+/// the paused view, defined once for every store. A paused queue's ready jobs (waiting, then
+/// prioritized) show as `paused`, and `waiting` and `prioritized` show nothing.
+pub fn stored_states(state: JobState, paused: bool) -> &'static [JobState] {
+    const READY: [JobState; 2] = [JobState::Waiting, JobState::Prioritized];
+    match (state, paused) {
+        (JobState::Paused, true) => &READY,
+        (JobState::Paused, false) | (JobState::Waiting | JobState::Prioritized, true) => &[],
+        (JobState::Waiting, false) => &READY[..1],
+        (JobState::Prioritized, false) => &READY[1..],
+        (JobState::Delayed, _) => &[JobState::Delayed],
+        (JobState::Active, _) => &[JobState::Active],
+        (JobState::Completed, _) => &[JobState::Completed],
+        (JobState::Failed, _) => &[JobState::Failed],
     }
 }
 
@@ -271,16 +304,16 @@ pub trait QueueStore: Send + Sync + 'static {
         self.settle_one(id, token, Outcome::Completed(value)).await
     }
 
-    /// Fails one attempt of a job; `retry: false` fails it for good.
+    /// Fails one attempt of a leased job: it retries while its budget lasts, unless
+    /// `retryable` is false, which fails it for good.
     async fn fail(
         &self,
-        id: &str,
-        token: LeaseToken,
+        leased: &ActiveJob,
         reason: String,
-        retry: bool,
+        retryable: bool,
     ) -> Result<SettleResult, StoreError> {
-        self.settle_one(id, token, Outcome::Failed { reason, retry })
-            .await
+        let outcome = leased.job.after_failure(reason, retryable);
+        self.settle_one(&leased.job.id, leased.token, outcome).await
     }
 
     /// Settles one job.

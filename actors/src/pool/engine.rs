@@ -258,7 +258,7 @@ impl Engine {
                 tracing::debug!(queue, job_id = %f.id, attempt = f.attempt, "job completed")
             }
             SettleResult::Retrying { delay_ms } => {
-                tracing::info!(queue, job_id = %f.id, attempt = f.attempt, delay_ms, reason = failure_reason(&f.result.outcome), "job attempt failed; retrying")
+                tracing::info!(queue, job_id = %f.id, attempt = f.attempt, delay_ms, reason = f.result.outcome.reason().unwrap_or_default(), "job attempt failed; retrying")
             }
             SettleResult::Failed { job } => {
                 let reason = job.failed_reason.clone().unwrap_or_default();
@@ -419,12 +419,5 @@ impl Engine {
         let delay = self.errors.next().unwrap_or(Duration::from_secs(5));
         tracing::warn!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
         sleep(delay).await;
-    }
-}
-
-fn failure_reason(outcome: &Outcome) -> &str {
-    match outcome {
-        Outcome::Failed { reason, .. } => reason,
-        _ => "",
     }
 }

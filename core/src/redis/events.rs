@@ -114,7 +114,7 @@ const UNWATCHED_POLL: Duration = Duration::from_millis(200);
 /// stream ends, before it checks that nobody subscribed, so a subscriber that arrives later
 /// still gets every event after its arrival.
 pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<EventFeed>) {
-    let stream = format!("{keys}:events");
+    let stream = super::keys::fixed(keys, "events");
     let mut conn = target.blocking().await.ok();
     let mut last = match conn.as_mut() {
         Some(c) => newest(c, &stream).await.ok(),

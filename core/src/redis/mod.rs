@@ -5,6 +5,7 @@
 mod codec;
 mod conn;
 mod events;
+pub mod keys;
 mod scripts;
 mod signal;
 
@@ -18,10 +19,10 @@ use tokio::sync::broadcast;
 
 use crate::error::StoreError;
 use crate::job::{Job, JobId, JobState};
-use crate::options::{Backoff, Retention};
+use crate::options::Retention;
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport,
-    SettleResult, Settlement, WorkSignal,
+    SettleResult, Settlement, WorkSignal, stored_states,
 };
 use codec::{RawJob, decode_job};
 pub use conn::{Conn, Target};
@@ -43,27 +44,28 @@ fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(err.to_string())
 }
 
-/// Appends the 6 arguments per job that `settle_items` (lib.lua) reads.
+/// Appends the 5 arguments per job that `settle_items` (lib.lua) reads: the outcome as core
+/// decided it, which the script applies.
 fn push_settlements(
     call: &mut redis::ScriptInvocation<'_>,
     settlements: &[Settlement],
 ) -> Result<(), StoreError> {
     for s in settlements {
-        let (kind, payload, retry) = match &s.outcome {
+        let (kind, payload, delay_ms) = match &s.outcome {
             Outcome::Completed(value) => (
                 "completed",
                 serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                true,
+                0,
             ),
-            Outcome::Failed { reason, retry } => ("failed", reason.clone(), *retry),
-            Outcome::Released => ("released", String::new(), true),
+            Outcome::Retry { reason, delay_ms } => ("retry", reason.clone(), *delay_ms),
+            Outcome::Fail { reason } => ("fail", reason.clone(), 0),
+            Outcome::Released => ("released", String::new(), 0),
         };
         call.arg(&*s.id)
             .arg(s.token.0)
             .arg(kind)
             .arg(payload)
-            .arg(if retry { "1" } else { "0" })
-            .arg(fastrand::f64());
+            .arg(delay_ms);
     }
     Ok(())
 }
@@ -99,7 +101,7 @@ impl RedisStore {
     /// dedicated connections that blocking reads need. Calls fail with
     /// [`StoreError::Unavailable`] while Redis does not answer.
     pub async fn new(target: Target, conn: Conn, prefix: &str, queue: &str) -> RedisStore {
-        let keys = format!("{prefix}:{{{queue}}}");
+        let keys = keys::queue_prefix(prefix, queue);
         let events = Arc::new(events::EventFeed::new());
         events::follow(&target, &keys, queue, Arc::downgrade(&events)).await;
         RedisStore {
@@ -111,8 +113,8 @@ impl RedisStore {
         }
     }
 
-    fn key(&self, suffix: &str) -> String {
-        format!("{}:{suffix}", self.keys)
+    fn key(&self, name: &str) -> String {
+        keys::fixed(&self.keys, name)
     }
 
     async fn admin<T: redis::FromRedisValue>(
@@ -214,25 +216,11 @@ impl QueueStore for RedisStore {
             let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let data =
                 serde_json::to_string(&job.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let (bo_type, bo_delay, bo_jitter, bo_max) = match o.backoff {
-                Backoff::Fixed { delay_ms, jitter } => ("fixed", delay_ms, jitter, -1i64),
-                Backoff::Exponential {
-                    delay_ms,
-                    jitter,
-                    max_delay_ms,
-                } => (
-                    "exponential",
-                    delay_ms,
-                    jitter,
-                    max_delay_ms.map_or(-1, |m| m as i64),
-                ),
-            };
             // The `cfg` field: what only the rarer paths of the scripts read (lib.lua `settings`).
             let cfg = format!(
-                "{} {} {} {bo_type} {bo_delay} {bo_jitter} {bo_max} {}",
+                "{} {} {}",
                 o.priority,
                 u8::from(o.lifo),
-                o.attempts,
                 retention(o.remove_on_fail)
             );
             call.arg(o.job_id.as_deref().unwrap_or(""))
@@ -473,27 +461,26 @@ impl QueueStore for RedisStore {
         older_than: Duration,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let state = match state {
-            JobState::Paused => "waiting",
-            s => s.as_str(),
-        };
-        // The script works in bounded steps; each says where the next one starts.
+        let paused = self.is_paused().await?;
         let mut removed = 0;
-        let mut cursor: i64 = 0;
-        while removed < limit && cursor >= 0 {
-            let (n, next): (usize, i64) = self
-                .admin(
-                    "clean",
-                    &[
-                        state.to_string(),
-                        (older_than.as_millis() as u64).to_string(),
-                        (limit - removed).to_string(),
-                        cursor.to_string(),
-                    ],
-                )
-                .await?;
-            removed += n;
-            cursor = next;
+        for part in stored_states(state, paused) {
+            // The script works in bounded steps; each says where the next one starts.
+            let mut cursor: i64 = 0;
+            while removed < limit && cursor >= 0 {
+                let (n, next): (usize, i64) = self
+                    .admin(
+                        "clean",
+                        &[
+                            part.as_str().to_string(),
+                            (older_than.as_millis() as u64).to_string(),
+                            (limit - removed).to_string(),
+                            cursor.to_string(),
+                        ],
+                    )
+                    .await?;
+                removed += n;
+                cursor = next;
+            }
         }
         Ok(removed)
     }

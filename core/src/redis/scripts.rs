@@ -1,16 +1,19 @@
-//! The Lua scripts, each prefixed by the shared helpers in `lib.lua`.
+//! The Lua scripts: each is the key schema's prelude ([`super::keys::lua_prelude`]), the shared
+//! helpers of `lib.lua`, then the script's own file, whose header names its KEYS and ARGV.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::keys::lua_prelude;
+
+/// The shared helpers every script starts with.
+const LIB: &str = include_str!("scripts/lib.lua");
+
 macro_rules! script {
     ($name:ident, $file:literal) => {
         pub(super) static $name: LazyLock<Script> = LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("scripts/lib.lua"),
-                include_str!($file)
-            ))
+            Script::new(&format!("{}{LIB}{}", lua_prelude(), include_str!($file)))
         });
     };
 }

@@ -41,7 +41,7 @@ impl RedisSignal {
 impl WorkSignal for RedisSignal {
     async fn wait(&mut self, max_wait: Duration) -> Result<(), StoreError> {
         let due: i64 = scripts::ADMIN
-            .key(format!("{}:id", self.keys))
+            .key(super::keys::fixed(&self.keys, "id"))
             .arg(&self.keys)
             .arg("next_due")
             .invoke_async(&mut self.conn)
@@ -55,7 +55,7 @@ impl WorkSignal for RedisSignal {
         if wait.is_zero() {
             return Ok(());
         }
-        let key = format!("{}:signal", self.keys);
+        let key = super::keys::fixed(&self.keys, "signal");
         let conn = self
             .blocking()
             .await

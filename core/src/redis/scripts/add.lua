@@ -39,7 +39,7 @@ for i = 2, #ARGV, n do
     rcall('HSET', jkey(K, id), 'state', state, 'name', ARGV[i + 1], 'data', ARGV[i + 2],
       'opts', ARGV[i + 3], 'cfg', ARGV[i + 7], 'roc', ARGV[i + 8], 'created', now_s, 'run_at', run_at)
     if state == 'delayed' then
-      rcall('ZADD', K .. ':delayed', run_at, id)
+      rcall('ZADD', K .. KEY.delayed, run_at, id)
     elseif state == 'prioritized' then
       place(K, id, prio, lifo) -- its state is written above
     elseif lifo then
@@ -53,8 +53,8 @@ for i = 2, #ARGV, n do
   table.insert(out, created)
 end
 -- LPUSH of the lifo ids in order leaves the last one first, as one LPUSH each would.
-call_chunked('LPUSH', K .. ':wait', front)
-call_chunked('RPUSH', K .. ':wait', back)
+call_chunked('LPUSH', K .. KEY.wait, front)
+call_chunked('RPUSH', K .. KEY.wait, back)
 events(K, added, 'added')
 if #added > 0 then signal(K) end
 return out

@@ -4,6 +4,15 @@ local op = ARGV[2]
 local now = now_ms()
 -- The most jobs one bounded step (clean, drain) looks at.
 local CHUNK = 1000
+
+-- What is read is right when read, whether or not a pool fetches from this queue: reads first
+-- promote delayed jobs that fell due (a bounded step each; a backlog of more than 10,000 due
+-- jobs reads as delayed until fetches catch up).
+if op == 'get' or op == 'counts' or op == 'list' then
+  for _ = 1, 10 do
+    if promote_due(K, now) < 1000 then break end
+  end
+end
 -- What marks a waiting job's place for removal (no job id holds a control character).
 local GONE = '\0gone'
 
@@ -18,34 +27,34 @@ elseif op == 'log' then
   if rcall('EXISTS', jkey(K, id)) == 0 then return 0 end
   -- `logged` tells settling that there is a log list to delete with the job.
   rcall('HSET', jkey(K, id), 'logged', '1')
-  rcall('RPUSH', jkey(K, id) .. ':l', ARGV[4])
-  rcall('LTRIM', jkey(K, id) .. ':l', -tonumber(ARGV[5]), -1)
+  rcall('RPUSH', lkey(K, id), ARGV[4])
+  rcall('LTRIM', lkey(K, id), -tonumber(ARGV[5]), -1)
   return 1
 elseif op == 'get' then
-  return { rcall('EXISTS', K .. ':paused'), read_job(K, ARGV[3]) }
+  return { rcall('EXISTS', K .. KEY.paused), read_job(K, ARGV[3]) }
 elseif op == 'counts' then
   return {
-    rcall('LLEN', K .. ':wait'), rcall('ZCARD', K .. ':active'),
-    rcall('ZCARD', K .. ':delayed'), rcall('ZCARD', K .. ':prio'),
-    rcall('ZCARD', K .. ':completed'), rcall('ZCARD', K .. ':failed'),
-    rcall('EXISTS', K .. ':paused') }
+    rcall('LLEN', K .. KEY.wait), rcall('ZCARD', K .. KEY.active),
+    rcall('ZCARD', K .. KEY.delayed), rcall('ZCARD', K .. KEY.prio),
+    rcall('ZCARD', K .. KEY.completed), rcall('ZCARD', K .. KEY.failed),
+    rcall('EXISTS', K .. KEY.paused) }
 elseif op == 'list' then
   local state, offset, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
   local last = offset + limit - 1
   local ids
-  if state == 'waiting' then ids = rcall('LRANGE', K .. ':wait', offset, last)
-  elseif state == 'prioritized' then ids = rcall('ZRANGE', K .. ':prio', offset, last)
-  elseif state == 'delayed' then ids = rcall('ZRANGE', K .. ':delayed', offset, last)
-  elseif state == 'active' then ids = rcall('ZRANGE', K .. ':active', offset, last)
-  elseif state == 'completed' then ids = rcall('ZRANGE', K .. ':completed', offset, last, 'REV')
-  elseif state == 'failed' then ids = rcall('ZRANGE', K .. ':failed', offset, last, 'REV')
+  if state == 'waiting' then ids = rcall('LRANGE', K .. KEY.wait, offset, last)
+  elseif state == 'prioritized' then ids = rcall('ZRANGE', K .. KEY.prio, offset, last)
+  elseif state == 'delayed' then ids = rcall('ZRANGE', K .. KEY.delayed, offset, last)
+  elseif state == 'active' then ids = rcall('ZRANGE', K .. KEY.active, offset, last)
+  elseif state == 'completed' then ids = rcall('ZRANGE', K .. KEY.completed, offset, last, 'REV')
+  elseif state == 'failed' then ids = rcall('ZRANGE', K .. KEY.failed, offset, last, 'REV')
   else ids = {} end
   local out = {}
   for _, id in ipairs(ids) do
     local job = read_job(K, id)
     if job then table.insert(out, job) end
   end
-  return { rcall('EXISTS', K .. ':paused'), out }
+  return { rcall('EXISTS', K .. KEY.paused), out }
 elseif op == 'retry' then
   local id = ARGV[3]
   local state = rcall('HGET', jkey(K, id), 'state')
@@ -73,7 +82,7 @@ elseif op == 'clean' then
   local state, cutoff, cursor = ARGV[3], now - tonumber(ARGV[4]), tonumber(ARGV[6])
   local limit = math.min(tonumber(ARGV[5]), CHUNK)
   if state == 'completed' or state == 'failed' then
-    local key = K .. ':' .. state
+    local key = K .. KEY[state]
     local victims = rcall('ZRANGEBYSCORE', key, '-inf', cutoff, 'LIMIT', 0, limit)
     for _, id in ipairs(victims) do delete_job(K, id) end
     call_chunked('ZREM', key, victims)
@@ -82,10 +91,10 @@ elseif op == 'clean' then
   end
   local key, window
   if state == 'waiting' then
-    key = K .. ':wait'
+    key = K .. KEY.wait
     window = rcall('LRANGE', key, cursor, cursor + CHUNK - 1)
   elseif state == 'prioritized' or state == 'delayed' then
-    if state == 'prioritized' then key = K .. ':prio' else key = K .. ':delayed' end
+    if state == 'prioritized' then key = K .. KEY.prio else key = K .. KEY.delayed end
     window = rcall('ZRANGE', key, cursor, cursor + CHUNK - 1)
   else
     return { 0, -1 }
@@ -96,36 +105,38 @@ elseif op == 'clean' then
     if tonumber(rcall('HGET', jkey(K, id), 'created') or now) <= cutoff then
       victims[#victims + 1] = id
       -- A waiting job's place is marked, and every mark goes in one pass below.
-      if key == K .. ':wait' then rcall('LSET', key, cursor + i - 1, GONE) end
+      if key == K .. KEY.wait then rcall('LSET', key, cursor + i - 1, GONE) end
     end
   end
   for _, id in ipairs(victims) do delete_job(K, id) end
-  if key == K .. ':wait' then rcall('LREM', key, 0, GONE) else call_chunked('ZREM', key, victims) end
+  if key == K .. KEY.wait then rcall('LREM', key, 0, GONE) else call_chunked('ZREM', key, victims) end
   if #window < CHUNK then return { #victims, -1 } end
   return { #victims, cursor + #window - #victims }
 elseif op == 'next_due' then
-  local first = rcall('ZRANGE', K .. ':delayed', 0, 0, 'WITHSCORES')
+  -- A paused queue's workers have nothing due: they wait for the resume.
+  if rcall('EXISTS', K .. KEY.paused) == 1 then return -1 end
+  local first = rcall('ZRANGE', K .. KEY.delayed, 0, 0, 'WITHSCORES')
   if #first == 0 then return -1 end
   return math.max(0, tonumber(first[2]) - now)
 elseif op == 'paused' then
-  return rcall('EXISTS', K .. ':paused')
+  return rcall('EXISTS', K .. KEY.paused)
 elseif op == 'pause' then
-  rcall('SET', K .. ':paused', '1')
+  rcall('SET', K .. KEY.paused, '1')
   return 1
 elseif op == 'resume' then
-  rcall('DEL', K .. ':paused')
+  rcall('DEL', K .. KEY.paused)
   signal(K)
   return 1
 elseif op == 'drain' then
   -- One bounded step: removes up to CHUNK waiting, prioritized (and, if ARGV[3] is '1',
   -- delayed) jobs. Returns { removed, 1 if some are left }.
   local budget = CHUNK
-  local sets = { K .. ':wait', K .. ':prio' }
-  if ARGV[3] == '1' then table.insert(sets, K .. ':delayed') end
+  local sets = { K .. KEY.wait, K .. KEY.prio }
+  if ARGV[3] == '1' then table.insert(sets, K .. KEY.delayed) end
   for _, key in ipairs(sets) do
     if budget > 0 then
       local ids
-      if key == K .. ':wait' then
+      if key == K .. KEY.wait then
         ids = rcall('LRANGE', key, 0, budget - 1)
         rcall('LTRIM', key, #ids, -1)
       else
@@ -139,7 +150,7 @@ elseif op == 'drain' then
   local left = 0
   for _, key in ipairs(sets) do
     local n
-    if key == K .. ':wait' then n = rcall('LLEN', key) else n = rcall('ZCARD', key) end
+    if key == K .. KEY.wait then n = rcall('LLEN', key) else n = rcall('ZCARD', key) end
     if n > 0 then left = 1 end
   end
   return { CHUNK - budget, left }

@@ -6,16 +6,18 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function jkey(K, id) return K .. ':j:' .. id end
 
+-- Wakes one waiting worker (see signal.rs), unless the queue is paused: a paused queue's
+-- workers can take nothing, so they wait for the resume, which signals.
 local function signal(K)
-  rcall('RPUSH', K .. ':signal', '1')
-  rcall('LTRIM', K .. ':signal', -16, -1)
+  if rcall('EXISTS', K .. KEY.paused) == 1 then return end
+  rcall('RPUSH', K .. KEY.signal, '1')
+  rcall('LTRIM', K .. KEY.signal, -16, -1)
 end
 
 -- Appends one entry to the events stream, which keeps about 10,000 entries.
 local function xadd(K, ...)
-  rcall('XADD', K .. ':events', 'MAXLEN', '~', 10000, '*', ...)
+  rcall('XADD', K .. KEY.events, 'MAXLEN', '~', 10000, '*', ...)
 end
 
 -- One job's event, with one extra field if given.
@@ -48,24 +50,21 @@ end
 -- priority and lifo flag; returns the state that puts it in.
 local function place(K, id, prio, lifo)
   if prio > 0 then
-    local seq = rcall('INCR', K .. ':seq') % 2147483647
+    local seq = rcall('INCR', K .. KEY.seq) % 2147483647
     if lifo then seq = -seq end
-    rcall('ZADD', K .. ':prio', prio * 4294967296 + 2147483648 + seq, id)
+    rcall('ZADD', K .. KEY.prio, prio * 4294967296 + 2147483648 + seq, id)
     return 'prioritized'
   end
-  if lifo then rcall('LPUSH', K .. ':wait', id) else rcall('RPUSH', K .. ':wait', id) end
+  if lifo then rcall('LPUSH', K .. KEY.wait, id) else rcall('RPUSH', K .. KEY.wait, id) end
   return 'waiting'
 end
 
--- A job's settings that only the rarer paths read, from the `cfg` field add writes: "priority
--- lifo attempts backoff_type backoff_delay jitter max_delay retention_on_fail".
+-- A job's settings that only the rarer paths read, from the `cfg` field add writes:
+-- "priority lifo retention_on_fail".
 local function settings(K, id)
   local c = rcall('HGET', jkey(K, id), 'cfg') or ''
-  local prio, lifo, att, bo_type, bo_delay, bo_jitter, bo_max, rof =
-    string.match(c, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  return { prio = tonumber(prio) or 0, lifo = lifo == '1', att = tonumber(att) or 1,
-    bo_type = bo_type, bo_delay = tonumber(bo_delay) or 0, bo_jitter = tonumber(bo_jitter) or 0,
-    bo_max = tonumber(bo_max) or -1, rof = rof }
+  local prio, lifo, rof = string.match(c, '^(%S+) (%S+) (%S+)$')
+  return { prio = tonumber(prio) or 0, lifo = lifo == '1', rof = rof }
 end
 
 -- The same, reading the priority and lifo flag from the job, and setting its state.
@@ -76,17 +75,16 @@ end
 
 -- Takes a job out of the structure its state keeps it in.
 local function unplace(K, id, state)
-  if state == 'waiting' then rcall('LREM', K .. ':wait', 1, id)
-  elseif state == 'prioritized' then rcall('ZREM', K .. ':prio', id)
-  elseif state == 'delayed' then rcall('ZREM', K .. ':delayed', id)
-  elseif state == 'active' then rcall('ZREM', K .. ':active', id)
-  elseif state == 'completed' then rcall('ZREM', K .. ':completed', id)
-  elseif state == 'failed' then rcall('ZREM', K .. ':failed', id) end
+  if state == 'waiting' then rcall('LREM', K .. KEY.wait, 1, id)
+  elseif state == 'prioritized' then rcall('ZREM', K .. KEY.prio, id)
+  elseif state == 'delayed' then rcall('ZREM', K .. KEY.delayed, id)
+  elseif state == 'active' then rcall('ZREM', K .. KEY.active, id)
+  elseif state == 'completed' then rcall('ZREM', K .. KEY.completed, id)
+  elseif state == 'failed' then rcall('ZREM', K .. KEY.failed, id) end
 end
 
 local function delete_job(K, id)
-  local jk = jkey(K, id)
-  rcall('DEL', jk, jk .. ':h', jk .. ':l')
+  rcall('DEL', jkey(K, id), hkey(K, id), lkey(K, id))
 end
 
 -- Applies retention ("all", "remove" or "COUNT:AGE", -1 for none) to a finished set,
@@ -95,7 +93,7 @@ local function trim(K, set, spec, now)
   if spec == 'all' or spec == 'remove' or spec == nil then return end
   local count, age = string.match(spec, '^(-?%d+):(-?%d+)$')
   count = tonumber(count); age = tonumber(age)
-  local key = K .. ':' .. set
+  local key = K .. KEY[set]
   local budget = 1000
   if age and age >= 0 then
     local old = rcall('ZRANGEBYSCORE', key, '-inf', '(' .. (now - age), 'LIMIT', 0, budget)
@@ -117,7 +115,7 @@ local function end_attempt(K, id, now, outcome, err, retry_delay)
   local jk = jkey(K, id)
   local f = rcall('HMGET', jk, 'made', 'proc', 'a_worker')
   if not f[3] then return end
-  rcall('RPUSH', jk .. ':h', cjson.encode({
+  rcall('RPUSH', hkey(K, id), cjson.encode({
     attempt = tonumber(f[1]), worker = f[3], started_at = tonumber(f[2]), finished_at = now,
     outcome = outcome, error = err, retry_delay_ms = retry_delay }))
   rcall('HDEL', jk, 'a_worker')
@@ -136,9 +134,9 @@ local function read_job(K, id, without_logs)
   if not fields[1] then return false end
   -- Only a job with the `hist` flag has a history list.
   local history = {}
-  if fields[16] then history = rcall('LRANGE', jk .. ':h', 0, -1) end
+  if fields[16] then history = rcall('LRANGE', hkey(K, id), 0, -1) end
   local logs = {}
-  if not without_logs then logs = rcall('LRANGE', jk .. ':l', 0, -1) end
+  if not without_logs then logs = rcall('LRANGE', lkey(K, id), 0, -1) end
   return { id, fields, history, logs }
 end
 
@@ -154,24 +152,24 @@ local function fail_for_good(K, id, reason, now)
   if keep == 'remove' then
     delete_job(K, id)
   else
-    rcall('ZADD', K .. ':failed', now, id)
+    rcall('ZADD', K .. KEY.failed, now, id)
     trim(K, 'failed', keep, now)
   end
   return ended
 end
 
--- Settles the jobs described by ARGV[first..last], 6 values each: id, token, kind
--- ("completed" | "failed" | "released"), payload (the return value JSON, or the reason),
--- retry ("1" or "0"), jitter draw (0..1). Returns per job { answer, job }: answer
--- "completed" | "retrying:DELAY" | "failed" | "released" | "lost"; job is the job as it ended
--- for "failed", else false. What every settled job shares (leaving the active set, the
--- completed event, deleting unkept jobs, retention) is done once for the whole batch.
+-- Settles the jobs described by ARGV[first..last], 5 values each: id, token, outcome
+-- ("completed" | "retry" | "fail" | "released", as core decided it), payload (the return
+-- value JSON, or the failure reason), delay_ms (the backoff before a retry). Returns per job
+-- { answer, job }: answer "completed" | "retrying:DELAY" | "failed" | "released" | "lost"; job
+-- is the job as it ended for "failed", else false. What every settled job shares (leaving the
+-- active set, the completed event, deleting unkept jobs, retention) is done once per batch.
 local function settle_items(K, active_key, first, last, now)
   local out = {}
   local woke = false
   local settled, completed, unkept, trims, seen = {}, {}, {}, {}, {}
-  for i = first, last, 6 do
-    local id, token, kind, payload, retry, draw = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+  for i = first, last, 5 do
+    local id, token, kind, payload, delay = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     local jk = jkey(K, id)
     local state, tok, keep, hist, logged = unpack(rcall('HMGET', jk, 'state', 'tok', 'roc', 'hist', 'logged'))
     if state ~= 'active' or tok ~= token or seen[id] then
@@ -185,13 +183,13 @@ local function settle_items(K, active_key, first, last, now)
           -- Nothing of it is kept, so nothing of it is written first.
           -- Its history and log lists exist only if something was written to them.
           unkept[#unkept + 1] = jk
-          if hist then unkept[#unkept + 1] = jk .. ':h' end
-          if logged then unkept[#unkept + 1] = jk .. ':l' end
+          if hist then unkept[#unkept + 1] = hkey(K, id) end
+          if logged then unkept[#unkept + 1] = lkey(K, id) end
         else
           end_attempt(K, id, now, 'completed')
           rcall('HSET', jk, 'state', 'completed', 'rv', payload, 'fin', now)
           rcall('HDEL', jk, 'tok', 'reason')
-          rcall('ZADD', K .. ':completed', now, id)
+          rcall('ZADD', K .. KEY.completed, now, id)
           if keep then trims[keep] = true end
         end
         table.insert(out, { 'completed', false })
@@ -202,36 +200,23 @@ local function settle_items(K, active_key, first, last, now)
         place_ready(K, id)
         woke = true
         table.insert(out, { 'released', false })
-      else
-        local f = rcall('HMGET', jk, 'made', 'stall', 'rel')
-        local cfg = settings(K, id)
-        local used = tonumber(f[1] or '0') - tonumber(f[2] or '0') - tonumber(f[3] or '0')
-        if retry == '1' and used < cfg.att then
-          local delay = cfg.bo_delay
-          if cfg.bo_type == 'exponential' then
-            delay = delay * 2 ^ math.min(used - 1, 62)
-            if cfg.bo_max >= 0 and delay > cfg.bo_max then delay = cfg.bo_max end
-          end
-          local jitter = math.min(cfg.bo_jitter, 1)
-          if jitter > 0 then delay = delay - math.floor(delay * jitter * draw) end
-          delay = math.floor(delay)
-          end_attempt(K, id, now, 'failed', payload, delay)
-          rcall('HSET', jk, 'reason', payload)
-          rcall('HDEL', jk, 'tok')
-          if delay > 0 then
-            rcall('HSET', jk, 'state', 'delayed', 'run_at', now + delay)
-            rcall('ZADD', K .. ':delayed', now + delay, id)
-          else
-            place_ready(K, id)
-          end
-          woke = true
-          event(K, id, 'retrying', 'delay_ms', delay)
-          table.insert(out, { 'retrying:' .. delay, false })
+      elseif kind == 'retry' then
+        end_attempt(K, id, now, 'failed', payload, tonumber(delay))
+        rcall('HSET', jk, 'reason', payload)
+        rcall('HDEL', jk, 'tok')
+        if delay ~= '0' then
+          local run_at = now + tonumber(delay)
+          rcall('HSET', jk, 'state', 'delayed', 'run_at', run_at)
+          rcall('ZADD', K .. KEY.delayed, run_at, id)
         else
-          end_attempt(K, id, now, 'failed', payload)
-          if retry ~= '1' then payload = 'unrecoverable: ' .. payload end
-          table.insert(out, { 'failed', fail_for_good(K, id, payload, now) })
+          place_ready(K, id)
         end
+        woke = true
+        event(K, id, 'retrying', 'delay_ms', delay)
+        table.insert(out, { 'retrying:' .. delay, false })
+      else
+        end_attempt(K, id, now, 'failed', payload)
+        table.insert(out, { 'failed', fail_for_good(K, id, payload, now) })
       end
     end
   end
@@ -243,18 +228,25 @@ local function settle_items(K, active_key, first, last, now)
   return out
 end
 
+-- Moves delayed jobs that fell due to ready, at most 1,000 per call; returns how many.
+local function promote_due(K, now)
+  local due = rcall('ZRANGEBYSCORE', K .. KEY.delayed, '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    rcall('ZREM', K .. KEY.delayed, id)
+    place_ready(K, id)
+  end
+  if #due > 0 then signal(K) end
+  return #due
+end
+
 -- Promotes due delayed jobs, then leases up to `max` ready jobs (waiting first, then by
 -- priority). Returns, per job: { token, { id, fields, history, logs } }.
 local function fetch_jobs(K, tok_key, worker, max, lease, now)
-  local due = rcall('ZRANGEBYSCORE', K .. ':delayed', '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    rcall('ZREM', K .. ':delayed', id)
-    place_ready(K, id)
-  end
-  if max <= 0 or rcall('EXISTS', K .. ':paused') == 1 then return {} end
-  local ids = rcall('LPOP', K .. ':wait', max) or {}
+  promote_due(K, now)
+  if max <= 0 or rcall('EXISTS', K .. KEY.paused) == 1 then return {} end
+  local ids = rcall('LPOP', K .. KEY.wait, max) or {}
   if #ids < max then
-    local top = rcall('ZPOPMIN', K .. ':prio', max - #ids)
+    local top = rcall('ZPOPMIN', K .. KEY.prio, max - #ids)
     for i = 1, #top, 2 do table.insert(ids, top[i]) end
   end
   if #ids == 0 then return {} end
@@ -277,7 +269,7 @@ local function fetch_jobs(K, tok_key, worker, max, lease, now)
       out[#out + 1] = { token, job }
     end
   end
-  call_chunked('ZADD', K .. ':active', deadlines)
+  call_chunked('ZADD', K .. KEY.active, deadlines)
   events(K, leased, 'active')
   return out
 end

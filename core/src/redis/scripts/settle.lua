@@ -1,2 +1,2 @@
--- Settles jobs. KEYS[1]: K:active. ARGV: K, then 6 values per job (see settle_items).
+-- Settles jobs. KEYS[1]: K:active. ARGV: K, then 5 values per job (see settle_items).
 return settle_items(ARGV[1], KEYS[1], 2, #ARGV, now_ms())

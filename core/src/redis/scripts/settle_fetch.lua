@@ -1,5 +1,5 @@
 -- Settles finished jobs and leases the next ones in one call. KEYS[1]: K:active, KEYS[2]: K:tok.
--- ARGV: K, worker, max, lease_ms, then 6 values per finished job (see settle_items).
+-- ARGV: K, worker, max, lease_ms, then 5 values per finished job (see settle_items).
 -- Returns { settle answers, fetched jobs }.
 local now = now_ms()
 local settled = settle_items(ARGV[1], KEYS[1], 5, #ARGV, now)
