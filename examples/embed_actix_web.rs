@@ -34,14 +34,21 @@ impl Processor for Greeter {
         if greeting.who.is_empty() {
             return Err(ProcessError::unrecoverable("nobody to greet"));
         }
-        job.progress(50).await?;
-        job.log(format!("greeting {}", greeting.who)).await?;
+        job.progress(50).await;
+        job.log(format!("greeting {}", greeting.who)).await;
         Ok(json!({ "greeting": format!("hello, {}", greeting.who) }))
     }
 }
 
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
+    // The runtime logs through `tracing`; without a subscriber it prints nothing.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let runtime = Runtime::builder()
         .queue(
             QueueSpec::new("greetings")

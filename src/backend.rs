@@ -32,10 +32,14 @@ pub struct RedisBackend {
     shown: String,
 }
 
-/// `url` with any password replaced by `***`, safe for logs.
+/// `url` with any password replaced by `***` and any query string dropped, safe for logs.
 pub fn redacted(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return "<redis url>".into();
+    };
+    let url = match url.split_once('?') {
+        Some((base, _)) => base,
+        None => url,
     };
     let rest = &url[scheme_end + 3..];
     match rest.rfind('@') {
@@ -52,8 +56,9 @@ impl Backend {
     /// use, so the service starts while it is down.
     pub async fn from_settings(settings: &Settings) -> Result<Backend, ConfigError> {
         let redis = &settings.redis;
+        let timeout = Duration::from_millis(redis.command_timeout_ms);
         let (target, key, shown) = if !redis.cluster.is_empty() {
-            let target = Target::cluster(&redis.cluster)
+            let target = Target::cluster_with(&redis.cluster, timeout)
                 .map_err(|e| ConfigError::invalid("redis.cluster", e.to_string()))?;
             let shown = redis
                 .cluster
@@ -66,7 +71,7 @@ impl Backend {
             let client = Client::open(redis.url.as_str())
                 .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
             (
-                Target::Single(Box::new(client)),
+                Target::single_with(client, timeout),
                 "redis.url",
                 redacted(&redis.url),
             )
@@ -209,5 +214,9 @@ mod tests {
             "redis://127.0.0.1:6379/4"
         );
         assert!(!redacted("redis://u:p@ss@word@h").contains("word"));
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/0?password=s3cret"),
+            "redis://127.0.0.1:6379/0"
+        );
     }
 }

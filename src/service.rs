@@ -87,24 +87,63 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(listening = %listening.join(","), store = %backend.describe(), "stagehand serving");
     let serving = actix_web::rt::spawn(server);
     let signal = wait_for_signal().await;
+    let grace = settings.grace();
     tracing::info!(
         signal,
-        grace_ms = settings.shutdown.grace_ms,
-        "shutting down"
+        grace_ms = grace.as_millis() as u64,
+        "shutting down (a second signal exits at once)"
     );
-    handle.stop(true).await;
-    drain(&runtime, settings.grace()).await;
-    let _ = serving.await;
+    exit_on_second_signal();
+    arm_watchdog(grace + SHUTDOWN_SLACK);
+    // Whatever the store's state, shutdown ends within the grace period and a little more:
+    // what could not be settled by then is left to lease recovery.
+    let stopping = futures::future::join(handle.stop(true), drain(&runtime, grace));
+    if tokio::time::timeout(grace + SHUTDOWN_SLACK / 2, stopping)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown did not finish within the grace period; unsettled jobs are left to lease recovery"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), serving).await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// How long past the grace period shutdown may take before the process exits regardless.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(4);
+
+/// A thread of its own that ends the process once `limit` has passed, should shutdown hang
+/// (on a store that does not answer, say) or the async runtime be stuck.
+fn arm_watchdog(limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        tracing::error!(
+            limit_ms = limit.as_millis() as u64,
+            "shutdown took too long; exiting now (jobs still leased are recovered when their leases expire)"
+        );
+        std::process::exit(1);
+    });
+}
+
+/// A second SIGTERM or SIGINT during shutdown exits at once.
+fn exit_on_second_signal() {
+    actix_web::rt::spawn(async {
+        let signal = wait_for_signal().await;
+        tracing::warn!(signal, "second signal: exiting now");
+        std::process::exit(130);
+    });
 }
 
 async fn drain(runtime: &RuntimeHandle, grace: Duration) {
     runtime.shutdown(grace).await;
     for queue in runtime.queues() {
-        if let Some(store) = runtime.store(queue.name())
-            && let Ok(counts) = store.counts().await
-        {
+        let Some(store) = runtime.store(queue.name()) else {
+            continue;
+        };
+        // A last look, for the log; not worth waiting on a store that does not answer.
+        if let Ok(Ok(counts)) = tokio::time::timeout(Duration::from_secs(1), store.counts()).await {
             tracing::info!(
                 queue = queue.name(),
                 active = counts.active,

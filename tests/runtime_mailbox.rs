@@ -38,7 +38,7 @@ impl QueueStore for SlowAdds {
             .gate
             .acquire()
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::unavailable(e.to_string()))?;
         self.inner.add_bulk(jobs).await
     }
     async fn fetch(

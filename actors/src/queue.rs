@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// Why a queue call failed.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum QueueError {
     /// The queue actor's mailbox is full: the caller should back off and try again.
     #[error("queue '{queue}' is busy: its mailbox of {capacity} messages is full; retry later")]

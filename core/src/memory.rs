@@ -16,7 +16,7 @@ use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
 use crate::options::Retention;
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
-    RecoverReport, SettleResult, Settlement, WorkSignal, stored_states,
+    RecoverReport, SettleResult, Settlement, WorkSignal, check_new_jobs, stored_states,
 };
 
 /// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
@@ -476,6 +476,7 @@ impl QueueStore for MemoryStore {
     }
 
     async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError> {
+        check_new_jobs(&jobs)?;
         let now = now_ms();
         let mut results = Vec::with_capacity(jobs.len());
         let mut events = Events::new();

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -160,15 +161,49 @@ impl JobContext {
             .map_err(|e| ProcessError::unrecoverable(format!("job data does not fit: {e}")))
     }
 
-    /// Reports progress (a percentage or any JSON value).
-    pub async fn progress(&self, value: impl Into<Value>) -> Result<(), StoreError> {
-        self.store.progress(&self.job.id, value.into()).await
+    /// Reports progress (a percentage or any JSON value). Best effort: a report the store
+    /// cannot take (it is unreachable, say) is tried again once, then dropped and counted in
+    /// [`dropped_reports`]; it never fails the job.
+    pub async fn progress(&self, value: impl Into<Value>) {
+        let value = value.into();
+        self.report("progress", || {
+            self.store.progress(&self.job.id, value.clone())
+        })
+        .await;
     }
 
-    /// Appends a line to the job's log.
-    pub async fn log(&self, line: impl Into<String>) -> Result<(), StoreError> {
-        self.store.log(&self.job.id, line.into()).await
+    /// Appends a line to the job's log. Best effort, as [`JobContext::progress`].
+    pub async fn log(&self, line: impl Into<String>) {
+        let line = line.into();
+        self.report("log", || self.store.log(&self.job.id, line.clone()))
+            .await;
     }
+
+    async fn report<F, Fut>(&self, what: &str, send: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(), StoreError>>,
+    {
+        let mut result = send().await;
+        if matches!(&result, Err(e) if e.is_transient()) {
+            tokio::time::sleep(REPORT_RETRY_PAUSE).await;
+            result = send().await;
+        }
+        if let Err(error) = result {
+            DROPPED_REPORTS.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(job_id = %self.job.id, what, %error, "job report dropped");
+        }
+    }
+}
+
+/// How long a report waits before its one retry.
+const REPORT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+static DROPPED_REPORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Progress and log reports dropped so far in this process (the store could not take them).
+pub fn dropped_reports() -> u64 {
+    DROPPED_REPORTS.load(Ordering::Relaxed)
 }
 
 /// A processor made of an async closure.

@@ -159,6 +159,18 @@ impl Counts {
     }
 }
 
+/// Checks what a store is asked to add before anything is written: a custom id the API would
+/// refuse is refused here too, so an embedding app cannot store an id the store cannot hold.
+pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(id) = &job.options.job_id {
+            crate::options::validate_job_id(id)
+                .map_err(|e| StoreError::Invalid(format!("jobs[{i}].{e}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// The stored states that make up what `state` shows on a queue that is (or is not) paused:
 /// the paused view, defined once for every store. A paused queue's ready jobs (waiting, then
 /// prioritized) show as `paused`, and `waiting` and `prioritized` show nothing.
@@ -248,7 +260,7 @@ pub trait QueueStore: Send + Sync + 'static {
         let mut results = self.add_bulk(vec![job]).await?;
         results
             .pop()
-            .ok_or_else(|| StoreError::Unavailable("add_bulk returned no result".into()))
+            .ok_or_else(|| StoreError::Corrupt("add_bulk returned no result".into()))
     }
 
     /// Adds many jobs in one round trip, in order.
@@ -332,7 +344,7 @@ pub trait QueueStore: Send + Sync + 'static {
             .await?;
         results
             .pop()
-            .ok_or_else(|| StoreError::Unavailable("settle returned no result".into()))
+            .ok_or_else(|| StoreError::Corrupt("settle returned no result".into()))
     }
 
     /// Puts active jobs whose lease ran out back to waiting (stall count + 1), or fails those

@@ -18,6 +18,12 @@ pub(super) fn run(server: &str, command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A bare host:port means plain HTTP.
+    let server = if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
     match runtime.block_on(call(server.trim_end_matches('/'), command)) {
         Ok(output) => {
             println!("{output}");
@@ -54,12 +60,21 @@ async fn call(server: &str, command: Command) -> Result<String, String> {
             if let Some(a) = attempts {
                 options.insert("attempts".into(), json!(a));
             }
+            // The job's id, or a key of this call's own: a retry after an answer that never
+            // came (or a 503/504) then finds the job added, rather than adding it twice.
+            let key = job_id.clone().unwrap_or_else(idempotency_key);
             if let Some(id) = job_id {
                 options.insert("job_id".into(), json!(id));
             }
             let body = json!({ "name": name, "data": data, "options": options });
             let url = format!("{server}/api/queues/{queue}/jobs");
-            let answer = send(client.post(&url).json(&body), &url).await?;
+            let answer = with_retries(&url, || {
+                client
+                    .post(&url)
+                    .header("Idempotency-Key", &key)
+                    .json(&body)
+            })
+            .await?;
             answer["id"]
                 .as_str()
                 .map(str::to_string)
@@ -67,16 +82,56 @@ async fn call(server: &str, command: Command) -> Result<String, String> {
         }
         Command::Job { queue, id } => {
             let url = format!("{server}/api/queues/{queue}/jobs/{id}");
-            pretty(send(client.get(&url), &url).await?)
+            pretty(
+                send(client.get(&url), &url)
+                    .await
+                    .map_err(Failure::into_message)?,
+            )
         }
         Command::Stats { queue } => {
             let url = match queue {
                 Some(q) => format!("{server}/api/queues/{q}"),
                 None => format!("{server}/api/queues"),
             };
-            pretty(send(client.get(&url), &url).await?)
+            pretty(
+                send(client.get(&url), &url)
+                    .await
+                    .map_err(Failure::into_message)?,
+            )
         }
         Command::Serve { .. } => Err("serve is not an admin command".into()),
+    }
+}
+
+/// A fresh idempotency key: `cli-` and 128 random bits in hex.
+fn idempotency_key() -> String {
+    format!("cli-{:032x}", fastrand::u128(..))
+}
+
+/// How many times an add is sent before the CLI gives up on a server that cannot say.
+const ADD_TRIES: u32 = 5;
+
+/// Sends the request `make` builds, again after a growing pause while the server answers
+/// 503 or 504 or cannot be reached, up to [`ADD_TRIES`] times. Only for idempotent requests.
+async fn with_retries(
+    url: &str,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Value, String> {
+    let mut pause = std::time::Duration::from_millis(250);
+    let mut tries = 1;
+    loop {
+        match send(make(), url).await {
+            Err(Failure::Retryable(message)) if tries < ADD_TRIES => {
+                eprintln!(
+                    "stagehand: {message}; trying again in {} ms",
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            other => return other.map_err(Failure::into_message),
+        }
     }
 }
 
@@ -84,23 +139,48 @@ fn pretty(value: Value) -> Result<String, String> {
     serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
+/// Why a request failed: worth another try (503, 504, no connection) or not.
+enum Failure {
+    Retryable(String),
+    Final(String),
+}
+
+impl Failure {
+    fn into_message(self) -> String {
+        match self {
+            Failure::Retryable(m) | Failure::Final(m) => m,
+        }
+    }
+}
+
 /// Sends a request; a non-2xx answer becomes its `error: detail`.
-async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, String> {
+async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, Failure> {
     let response = request.send().await.map_err(|e| {
-        format!("cannot reach {url}: {e} (is `stagehand serve` running? see --server)")
+        let message =
+            format!("cannot reach {url}: {e} (is `stagehand serve` running? see --server)");
+        if e.is_builder() {
+            Failure::Final(format!(
+                "{message}; --server takes a URL such as http://127.0.0.1:8080"
+            ))
+        } else {
+            Failure::Retryable(message)
+        }
     })?;
     let status = response.status();
     let body: Value = response
         .json()
         .await
-        .map_err(|e| format!("{url} answered {status} without JSON: {e}"))?;
+        .map_err(|e| Failure::Final(format!("{url} answered {status} without JSON: {e}")))?;
     if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!(
-            "{status}: {}: {}",
-            body["error"].as_str().unwrap_or("error"),
-            body["detail"].as_str().unwrap_or("")
-        ))
+        return Ok(body);
     }
+    let message = format!(
+        "{status}: {}: {}",
+        body["error"].as_str().unwrap_or("error"),
+        body["detail"].as_str().unwrap_or("")
+    );
+    Err(match status.as_u16() {
+        503 | 504 => Failure::Retryable(message),
+        _ => Failure::Final(message),
+    })
 }

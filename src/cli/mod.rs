@@ -52,10 +52,10 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration)]
         delay: Option<Duration>,
         /// Its priority (lower runs first; 0 = none).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
         /// Attempts in all.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         attempts: Option<i64>,
         /// A job id of your own (adding it again returns the same job).
         #[arg(long)]

@@ -64,6 +64,9 @@ pub struct RedisSettings {
     pub cluster: Vec<String>,
     /// The first part of every key (`PREFIX:{queue}:...`).
     pub prefix: String,
+    /// How long a command may go unanswered before it fails (an add then answers 504
+    /// `outcome_unknown`: it may have happened).
+    pub command_timeout_ms: u64,
 }
 
 /// `[storage]`
@@ -221,6 +224,7 @@ impl Default for RedisSettings {
             url: String::new(),
             cluster: Vec::new(),
             prefix: stagehand_core::redis::DEFAULT_PREFIX.into(),
+            command_timeout_ms: 10_000,
         }
     }
 }

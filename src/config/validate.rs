@@ -80,6 +80,20 @@ impl Settings {
                 "not a Redis URL; expected redis://[:password@]host[:port][/db] or rediss://...",
             ));
         }
+        for url in std::iter::once(&self.redis.url).chain(&self.redis.cluster) {
+            if let Some((_, query)) = url.split_once('?')
+                && query.split('&').any(|p| {
+                    let name = p.split('=').next().unwrap_or("");
+                    matches!(name, "password" | "pass" | "user" | "username")
+                })
+            {
+                return Err(ConfigError::invalid(
+                    "redis.url",
+                    "credentials go before the host (redis://[user]:PASSWORD@host:port), not in ?password= or ?user=, which Redis clients ignore",
+                ));
+            }
+        }
+        positive("redis.command_timeout_ms", self.redis.command_timeout_ms)?;
         if !self.redis.url.is_empty() && !self.redis.cluster.is_empty() {
             return Err(ConfigError::invalid(
                 "redis.cluster",

@@ -38,6 +38,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What the client is told: the error's own message, and for an unknown outcome what a
+    /// retry does.
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Queue(QueueError::Store(StoreError::OutcomeUnknown { .. })) => format!(
+                "{self}. An add may have happened: retrying it with the same job_id (or \
+                 Idempotency-Key header) is safe and returns the job if it exists"
+            ),
+            _ => self.to_string(),
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
@@ -49,8 +61,11 @@ impl ApiError {
             ApiError::Queue(QueueError::Store(e)) => match e {
                 StoreError::NotFound(_) => "unknown_job",
                 StoreError::InvalidState { .. } => "invalid_state",
-                StoreError::Unavailable(_) => "store_unavailable",
+                StoreError::Unavailable { .. } => "store_unavailable",
+                StoreError::OutcomeUnknown { .. } => "outcome_unknown",
                 StoreError::Corrupt(_) => "corrupt",
+                StoreError::Invalid(_) => "bad_request",
+                StoreError::QueueFull { .. } => "queue_full",
             },
         }
     }
@@ -68,18 +83,27 @@ impl ResponseError for ApiError {
             ApiError::Queue(QueueError::Store(e)) => match e {
                 StoreError::NotFound(_) => StatusCode::NOT_FOUND,
                 StoreError::InvalidState { .. } => StatusCode::CONFLICT,
-                StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StoreError::Unavailable { .. } | StoreError::QueueFull { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                StoreError::OutcomeUnknown { .. } => StatusCode::GATEWAY_TIMEOUT,
                 StoreError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
             },
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             response.insert_header(("Retry-After", "1"));
         }
-        response.json(json!({ "error": self.code(), "detail": self.to_string() }))
+        if status.is_server_error() {
+            // The full story, backend errors included, goes to the log only.
+            tracing::warn!(status = status.as_u16(), error = %self.code(), cause = ?std::error::Error::source(self), "request failed: {self}");
+        }
+        response.json(json!({ "error": self.code(), "detail": self.detail() }))
     }
 }
 

@@ -59,13 +59,33 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
+/// The header whose value is the job's id when the body gives none: a client retrying an add
+/// whose outcome it did not learn sends the same key and gets the job it added.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 pub(super) async fn add(
     state: web::Data<ApiState>,
     path: web::Path<String>,
+    request: actix_web::HttpRequest,
     body: web::Json<JobRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let queue = state.queue(&path)?;
-    let job = body.into_inner().into_job(queue.defaults(), "")?;
+    let mut body = body.into_inner();
+    if let Some(key) = request.headers().get(IDEMPOTENCY_KEY) {
+        let key = key.to_str().map_err(|_| {
+            ApiError::BadRequest(format!("{IDEMPOTENCY_KEY}: must be visible ASCII"))
+        })?;
+        match &body.options.job_id {
+            None => body.options.job_id = Some(key.to_string()),
+            Some(id) if id == key => {}
+            Some(id) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{IDEMPOTENCY_KEY} '{key}' differs from options.job_id '{id}'; give one, or the same in both"
+                )));
+            }
+        }
+    }
+    let job = body.into_job(queue.defaults(), "")?;
     let added = queue
         .add(vec![job])
         .await?

@@ -204,7 +204,7 @@ impl Processor for ExportProcessor {
             .clone()
             .unwrap_or_else(|| format!("exports/{}.{}", ctx.id(), job.format.extension()));
         let records = self.records(&job).await?;
-        ctx.progress(10).await?;
+        ctx.progress(10).await;
         let count = records.len();
         let total = count.max(1);
         let (written, mut reports) = tokio::sync::mpsc::unbounded_channel();
@@ -217,17 +217,17 @@ impl Processor for ExportProcessor {
         tokio::pin!(encoding);
         let out = loop {
             tokio::select! {
-                Some(n) = reports.recv() => ctx.progress(10 + 80 * n / total).await?,
+                Some(n) = reports.recv() => ctx.progress(10 + 80 * n / total).await,
                 out = &mut encoding => break out?,
             }
         };
-        ctx.progress(90).await?;
+        ctx.progress(90).await;
         let bytes = out.len();
         self.storage
             .put(&output_key, Bytes::from(out))
             .await
             .map_err(storage_error)?;
-        ctx.progress(100).await?;
+        ctx.progress(100).await;
         tracing::info!(job_id = ctx.id(), output_key = %output_key, records = count, bytes, "export written");
         Ok(json!({
             "output_key": output_key,

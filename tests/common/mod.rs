@@ -276,6 +276,27 @@ impl Service {
         .await
     }
 
+    /// Sends `signal` and waits up to `patience` for the process to exit; `None` if it is
+    /// still running then (it is killed when the service is dropped).
+    pub async fn signal_and_wait(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        patience: Duration,
+    ) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal");
+        let status = poll_until(patience, || {
+            let status = child.try_wait().expect("try_wait");
+            async move { status }
+        })
+        .await;
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// Kills the process at once (SIGKILL): no shutdown, no hand-back.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

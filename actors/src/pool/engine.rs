@@ -110,6 +110,10 @@ impl Engine {
             if !finished.is_empty() {
                 let batch = std::mem::take(&mut finished);
                 if let Err((batch, err)) = self.settle(batch, &done_tx).await {
+                    if self.drain_by.is_some_and(|by| Instant::now() >= by) {
+                        tracing::warn!(queue = %self.queue, error = %err, unsettled = batch.len(), "grace period over with the store not answering; leases will expire and recovery will requeue");
+                        return self.exit.unwrap_or(PoolExit::Stopped);
+                    }
                     finished = batch;
                     self.pause_after(err, "settle").await;
                     continue;
@@ -146,7 +150,12 @@ impl Engine {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             tokio::select! {
                 Some(f) = done_rx.recv() => finished.push(f),
-                _ = signal.wait(self.settings.idle_wait), if can_take => {}
+                waited = signal.wait(self.settings.idle_wait), if can_take => {
+                    // A wait that fails returns at once: pause, or the loop would spin.
+                    if let Err(err) = waited {
+                        self.pause_after(err, "wait for work").await;
+                    }
+                }
                 Some(slot) = self.restarting.next(), if !self.restarting.is_empty() => self.slots.release(slot),
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = stalled.tick() => self.recover().await,

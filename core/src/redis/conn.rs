@@ -12,13 +12,24 @@ use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
+/// How long a command may go unanswered unless the target says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Where the store's Redis is.
 #[derive(Clone)]
 pub enum Target {
     /// One server (or a primary behind a proxy).
-    Single(Box<Client>),
+    Single(Box<SingleClient>),
     /// A Redis Cluster.
     Cluster(Box<ClusterClients>),
+}
+
+/// The client of a one-server target.
+#[derive(Clone)]
+pub struct SingleClient {
+    client: Client,
+    /// How long a command of the shared connection may go unanswered.
+    command_timeout: Duration,
 }
 
 /// The clients of a Cluster target.
@@ -100,8 +111,26 @@ impl ConnectionLike for Conn {
 }
 
 impl Target {
-    /// A Cluster reached through any of `nodes`.
+    /// One server, with the default command timeout.
+    pub fn single(client: Client) -> Target {
+        Target::single_with(client, DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// One server, whose commands fail after `command_timeout` without an answer.
+    pub fn single_with(client: Client, command_timeout: Duration) -> Target {
+        Target::Single(Box::new(SingleClient {
+            client,
+            command_timeout,
+        }))
+    }
+
+    /// A Cluster reached through any of `nodes`, with the default command timeout.
     pub fn cluster(nodes: &[String]) -> RedisResult<Target> {
+        Target::cluster_with(nodes, DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// A Cluster reached through any of `nodes`, whose commands fail after `command_timeout`.
+    pub fn cluster_with(nodes: &[String], command_timeout: Duration) -> RedisResult<Target> {
         let builder = |response: Duration| {
             ClusterClientBuilder::new(nodes.to_vec())
                 .connection_timeout(Duration::from_secs(2))
@@ -109,7 +138,7 @@ impl Target {
                 .build()
         };
         Ok(Target::Cluster(Box::new(ClusterClients {
-            shared: builder(Duration::from_secs(10))?,
+            shared: builder(command_timeout)?,
             blocking: builder(Duration::from_secs(3600))?,
         })))
     }
@@ -118,13 +147,13 @@ impl Target {
     /// attempt): for one server, reconnecting; for a Cluster, connected on first success.
     pub async fn shared(&self) -> RedisResult<Conn> {
         match self {
-            Target::Single(client) => {
+            Target::Single(single) => {
                 let config = ConnectionManagerConfig::new()
                     .set_number_of_retries(1)
-                    .set_response_timeout(Some(Duration::from_secs(10)))
+                    .set_response_timeout(Some(single.command_timeout))
                     .set_connection_timeout(Some(Duration::from_secs(2)));
                 Ok(Conn::Manager(ConnectionManager::new_lazy_with_config(
-                    Client::clone(client),
+                    single.client.clone(),
                     config,
                 )?))
             }
@@ -138,10 +167,11 @@ impl Target {
     /// A connection of its own for blocking reads (no response timeout to cut them short).
     pub async fn blocking(&self) -> RedisResult<Conn> {
         match self {
-            Target::Single(client) => {
+            Target::Single(single) => {
                 let config = AsyncConnectionConfig::new().set_response_timeout(None);
                 Ok(Conn::Multiplexed(
-                    client
+                    single
+                        .client
                         .get_multiplexed_async_connection_with_config(&config)
                         .await?,
                 ))

@@ -4,6 +4,7 @@
 
 mod codec;
 mod conn;
+mod errors;
 mod events;
 pub mod keys;
 mod scripts;
@@ -22,13 +23,17 @@ use crate::job::{Job, JobId, JobState};
 use crate::options::Retention;
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport,
-    SettleResult, Settlement, WorkSignal, stored_states,
+    SettleResult, Settlement, WorkSignal, check_new_jobs, stored_states,
 };
 use codec::{RawJob, decode_job};
-pub use conn::{Conn, Target};
+pub use conn::{Conn, DEFAULT_COMMAND_TIMEOUT, SingleClient, Target};
 
 /// The key prefix used when none is given.
 pub const DEFAULT_PREFIX: &str = "stagehand";
+
+/// The admin operations that only read (whatever they tidy on the way, such as promoting due
+/// jobs): a failed read changed nothing a caller can see.
+const READS: [&str; 5] = ["get", "counts", "list", "paused", "next_due"];
 
 /// A queue store on Redis, shared by every process that opens the same queue.
 pub struct RedisStore {
@@ -40,8 +45,18 @@ pub struct RedisStore {
     events: Arc<events::EventFeed>,
 }
 
-fn unavailable(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(err.to_string())
+/// A failed call that changes nothing (a read): the store is unavailable.
+pub(crate) fn read_failed(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable {
+        reason: errors::reason(&err),
+        source: Some(Arc::new(err)),
+    }
+}
+
+/// A failed call that changes state: unavailable when Redis surely did not run it, else of
+/// unknown outcome.
+fn write_failed(err: redis::RedisError) -> StoreError {
+    errors::classify_write(err)
 }
 
 /// Appends the 5 arguments per job that `settle_items` (lib.lua) reads: the outcome as core
@@ -85,15 +100,15 @@ fn retention(keep: Retention) -> String {
 impl RedisStore {
     /// Opens `queue` on the Redis at `url` with the default prefix.
     pub async fn open(url: &str, queue: &str) -> Result<RedisStore, StoreError> {
-        let target = Target::Single(Box::new(Client::open(url).map_err(unavailable)?));
-        let conn = target.shared().await.map_err(unavailable)?;
+        let target = Target::single(Client::open(url).map_err(read_failed)?);
+        let conn = target.shared().await.map_err(read_failed)?;
         Ok(RedisStore::new(target, conn, DEFAULT_PREFIX, queue).await)
     }
 
     /// Opens `queue` on the Redis Cluster reached through `nodes`, with the default prefix.
     pub async fn open_cluster(nodes: &[String], queue: &str) -> Result<RedisStore, StoreError> {
-        let target = Target::cluster(nodes).map_err(unavailable)?;
-        let conn = target.shared().await.map_err(unavailable)?;
+        let target = Target::cluster(nodes).map_err(read_failed)?;
+        let conn = target.shared().await.map_err(read_failed)?;
         Ok(RedisStore::new(target, conn, DEFAULT_PREFIX, queue).await)
     }
 
@@ -129,7 +144,13 @@ impl RedisStore {
         }
         call.invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)
+            .map_err(|e| {
+                if READS.contains(&op) {
+                    read_failed(e)
+                } else {
+                    write_failed(e)
+                }
+            })
     }
 
     fn decode(&self, raw: RawJob, paused: bool) -> Result<Job, StoreError> {
@@ -206,6 +227,7 @@ impl QueueStore for RedisStore {
     }
 
     async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError> {
+        check_new_jobs(&jobs)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -236,7 +258,7 @@ impl QueueStore for RedisStore {
         let flat: Vec<(String, u8)> = call
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         Ok(flat
             .into_iter()
             .map(|(id, created)| AddResult {
@@ -260,7 +282,7 @@ impl QueueStore for RedisStore {
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         self.leased(raw)
     }
 
@@ -288,7 +310,7 @@ impl QueueStore for RedisStore {
         let held: Vec<u8> = call
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         Ok(held.into_iter().map(|h| h == 1).collect())
     }
 
@@ -302,7 +324,7 @@ impl QueueStore for RedisStore {
         let answers = call
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         self.settled(answers)
     }
 
@@ -323,7 +345,7 @@ impl QueueStore for RedisStore {
         let (answers, fetched): (Vec<(String, Option<RawJob>)>, Vec<(u64, RawJob)>) = call
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         Ok((self.settled(answers)?, self.leased(fetched)?))
     }
 
@@ -334,7 +356,7 @@ impl QueueStore for RedisStore {
             .arg(max_stalled)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(write_failed)?;
         Ok(RecoverReport {
             requeued: requeued.into_iter().map(Into::into).collect(),
             failed: failed.into_iter().map(Into::into).collect(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::conn::{Conn, Target};
+use super::read_failed;
 use super::scripts;
 use crate::error::StoreError;
 use crate::store::WorkSignal;
@@ -46,7 +47,7 @@ impl WorkSignal for RedisSignal {
             .arg("next_due")
             .invoke_async(&mut self.conn)
             .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .map_err(read_failed)?;
         let wait = if due >= 0 {
             max_wait.min(Duration::from_millis(due as u64))
         } else {
@@ -56,10 +57,7 @@ impl WorkSignal for RedisSignal {
             return Ok(());
         }
         let key = super::keys::fixed(&self.keys, "signal");
-        let conn = self
-            .blocking()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let conn = self.blocking().await.map_err(read_failed)?;
         // BLPOP takes fractional seconds; a timeout (nil) just means "look again".
         let popped: Result<Option<(String, String)>, _> = redis::cmd("BLPOP")
             .arg(&key)
@@ -68,7 +66,7 @@ impl WorkSignal for RedisSignal {
             .await;
         if let Err(err) = popped {
             self.blocking = None;
-            return Err(StoreError::Unavailable(err.to_string()));
+            return Err(read_failed(err));
         }
         Ok(())
     }

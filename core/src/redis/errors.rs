@@ -1,0 +1,72 @@
+//! Redis errors as store errors: what a caller may be told (a short reason with no script
+//! hash or line), and whether a failed write surely changed nothing.
+
+use std::sync::Arc;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+use crate::error::StoreError;
+
+/// A short, stable description of `err`: the I/O failure, or the server's error code.
+pub(super) fn reason(err: &RedisError) -> String {
+    if err.is_timeout() {
+        return "timed out".into();
+    }
+    if err.is_connection_refusal() {
+        return "connection refused".into();
+    }
+    match err.kind() {
+        ErrorKind::Io => "connection lost".into(),
+        ErrorKind::AuthenticationFailed => "authentication failed".into(),
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            format!("Redis answered {}", err.code().unwrap_or("an error"))
+        }
+        ErrorKind::ClusterConnectionNotFound => "no connection to the cluster node".into(),
+        _ => err.category().to_string(),
+    }
+}
+
+/// Whether Redis surely did not run the call that failed with `err`: it could not be reached,
+/// refused us, or rejected the call before running it.
+fn surely_not_run(err: &RedisError) -> bool {
+    if err.is_connection_refusal() {
+        return true;
+    }
+    match err.kind() {
+        ErrorKind::AuthenticationFailed
+        | ErrorKind::InvalidClientConfig
+        | ErrorKind::ClusterConnectionNotFound => true,
+        ErrorKind::Server(kind) => {
+            matches!(
+                kind,
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::NoScript
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::CrossSlot
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::NoPerm
+            ) || matches!(err.code(), Some("OOM" | "NOAUTH" | "BUSY" | "WRONGPASS"))
+        }
+        _ => false,
+    }
+}
+
+/// A failed write as a store error.
+pub(super) fn classify_write(err: RedisError) -> StoreError {
+    let reason = reason(&err);
+    if surely_not_run(&err) {
+        StoreError::Unavailable {
+            reason,
+            source: Some(Arc::new(err)),
+        }
+    } else {
+        StoreError::OutcomeUnknown {
+            reason,
+            source: Some(Arc::new(err)),
+        }
+    }
+}
