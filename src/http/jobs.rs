@@ -13,6 +13,8 @@ const MAX_BULK: usize = 10_000;
 const MAX_LIST: usize = 1000;
 /// The longest job name accepted, in bytes.
 const MAX_NAME: usize = 256;
+/// The furthest a list may page.
+const MAX_OFFSET: usize = 1_000_000_000;
 
 /// A job to add, as the API takes it.
 #[derive(Debug, Deserialize)]
@@ -149,6 +151,11 @@ pub(super) async fn list(
     if limit == 0 || limit > MAX_LIST {
         return Err(ApiError::BadRequest(format!(
             "limit: must be 1 to {MAX_LIST}"
+        )));
+    }
+    if query.offset > MAX_OFFSET {
+        return Err(ApiError::BadRequest(format!(
+            "offset: must be 0 to {MAX_OFFSET}"
         )));
     }
     let jobs = queue.list(job_state, query.offset, limit).await?;
