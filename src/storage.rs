@@ -22,9 +22,19 @@ pub enum StorageError {
     /// Nothing is stored under the key.
     #[error("nothing stored under '{0}'")]
     NotFound(String),
-    /// The backend failed.
-    #[error("storage: {0}")]
-    Backend(#[from] object_store::Error),
+    /// The backend failed; the message names the key, never a path on disk.
+    #[error("storage could not {action} '{key}': {kind}")]
+    Backend {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The key.
+        key: String,
+        /// A short, stable description.
+        kind: &'static str,
+        /// The backend's error, for logs.
+        #[source]
+        source: object_store::Error,
+    },
     /// The local directory could not be made.
     #[error("storage directory {path}: {source}")]
     Directory {
@@ -35,10 +45,17 @@ pub enum StorageError {
     },
 }
 
+/// The longest name one path segment may have (most filesystems' limit, in bytes).
+const MAX_SEGMENT: usize = 255;
+/// Top-level names the processors write under by default: a file there would block them.
+const RESERVED: [&str; 1] = ["exports"];
+
 /// Where processors read inputs and write outputs.
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// For a local directory: its canonical path, so that no key reaches outside it.
+    root: Option<Arc<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -54,46 +71,181 @@ impl Storage {
             path: dir.display().to_string(),
             source,
         })?;
-        let fs = LocalFileSystem::new_with_prefix(dir)?;
+        let root = dir
+            .canonicalize()
+            .map_err(|source| StorageError::Directory {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        let fs =
+            LocalFileSystem::new_with_prefix(&root).map_err(|source| StorageError::Directory {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(source.to_string()),
+            })?;
         Ok(Storage {
             store: Arc::new(fs),
+            root: Some(Arc::new(root)),
         })
     }
 
     /// Storage over any `object_store` backend.
     pub fn new(store: Arc<dyn ObjectStore>) -> Storage {
-        Storage { store }
+        Storage { store, root: None }
     }
 
     fn path(key: &str) -> Result<Path, StorageError> {
-        if key.is_empty() {
-            return Err(StorageError::InvalidKey {
-                key: key.into(),
-                reason: "empty".into(),
-            });
-        }
-        Path::parse(key).map_err(|e| StorageError::InvalidKey {
+        let invalid = |reason: &str| StorageError::InvalidKey {
             key: key.into(),
-            reason: e.to_string(),
-        })
+            reason: reason.into(),
+        };
+        if key.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if key.split('/').any(|segment| segment.len() > MAX_SEGMENT) {
+            return Err(invalid(&format!(
+                "a segment is longer than {MAX_SEGMENT} bytes"
+            )));
+        }
+        Path::parse(key).map_err(|e| invalid(&e.to_string()))
+    }
+
+    /// For a local directory: refuses a key whose way passes through a link (which could lead
+    /// outside the root), or that names a directory.
+    fn check_local(&self, key: &str, path: &Path) -> Result<(), StorageError> {
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
+        let invalid = |reason: &str| StorageError::InvalidKey {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        let mut at = root.to_path_buf();
+        for part in path.parts() {
+            at.push(part.as_ref());
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(invalid(
+                        "it passes through a link, which may lead outside the storage root",
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => break, // nothing further exists yet
+            }
+        }
+        if std::fs::metadata(root.join(path.as_ref())).is_ok_and(|m| m.is_dir()) {
+            return Err(invalid("it names a directory"));
+        }
+        Ok(())
     }
 
     /// Writes `bytes` under `key`, replacing what was there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         let path = Self::path(key)?;
+        if RESERVED.contains(&key) {
+            return Err(StorageError::InvalidKey {
+                key: key.into(),
+                reason: "reserved: the default exports are written under it".into(),
+            });
+        }
+        self.check_local(key, &path)?;
         self.store
             .put_opts(&path, PutPayload::from(bytes), PutOptions::default())
-            .await?;
+            .await
+            .map_err(|source| backend("write", key, source))?;
         Ok(())
     }
 
     /// Reads what is stored under `key`.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         let path = Self::path(key)?;
-        match self.store.get_opts(&path, GetOptions::default()).await {
-            Ok(found) => Ok(found.bytes().await?),
+        self.check_local(key, &path)?;
+        let read = async {
+            self.store
+                .get_opts(&path, GetOptions::default())
+                .await?
+                .bytes()
+                .await
+        };
+        match read.await {
+            Ok(bytes) => Ok(bytes),
             Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.into())),
-            Err(e) => Err(e.into()),
+            Err(source) => Err(backend("read", key, source)),
         }
+    }
+}
+
+fn backend(action: &'static str, key: &str, source: object_store::Error) -> StorageError {
+    let kind = match &source {
+        object_store::Error::NotFound { .. } => "not found",
+        object_store::Error::AlreadyExists { .. } => "already exists",
+        object_store::Error::PermissionDenied { .. } => "permission denied",
+        object_store::Error::InvalidPath { .. } => "invalid path",
+        _ => "backend error",
+    };
+    StorageError::Backend {
+        action,
+        key: key.into(),
+        kind,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> (tempfile::TempDir, tempfile::TempDir, Storage) {
+        let root = tempfile::tempdir().expect("root");
+        let outside = tempfile::tempdir().expect("outside");
+        let storage = Storage::local(root.path()).expect("storage");
+        (root, outside, storage)
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug, StorageError>) -> String {
+        match result {
+            Err(StorageError::InvalidKey { reason, .. }) => reason,
+            other => panic!("expected an invalid key, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_key_reaches_outside_the_root_through_a_link() {
+        let (root, outside, storage) = storage();
+        std::fs::write(outside.path().join("secret"), "s").expect("write");
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out")).expect("link");
+        let reason = refused(storage.get("out/secret").await);
+        assert!(reason.contains("link"), "{reason}");
+        refused(storage.put("out/new.csv", Bytes::from_static(b"x")).await);
+        assert!(
+            !outside.path().join("new.csv").exists(),
+            "nothing written outside"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_that_would_shadow_a_directory_or_that_no_filesystem_holds_are_refused() {
+        let (_root, _outside, storage) = storage();
+        refused(storage.put("exports", Bytes::from_static(b"x")).await);
+        storage
+            .put("dir/file", Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        refused(storage.put("dir", Bytes::from_static(b"x")).await);
+        let long = "a".repeat(MAX_SEGMENT + 1);
+        refused(
+            storage
+                .put(&format!("x/{long}"), Bytes::from_static(b"x"))
+                .await,
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_key_not_the_path_on_disk() {
+        let (root, _outside, storage) = storage();
+        std::fs::create_dir(root.path().join("ro")).expect("dir");
+        let err = storage.get("missing.json").await.expect_err("missing");
+        let text = err.to_string();
+        assert!(text.contains("missing.json"), "{text}");
+        assert!(!text.contains(&*root.path().to_string_lossy()), "{text}");
     }
 }

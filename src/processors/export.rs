@@ -52,6 +52,13 @@ pub struct ExportJob {
     /// CSV columns in order; default every key, in order of first appearance.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
+    /// Neutralize CSV cells a spreadsheet would run as formulas (OWASP: a leading `'`).
+    #[serde(default = "yes")]
+    pub escape_formulas: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Writes exports to a [`Storage`].
@@ -85,7 +92,8 @@ impl ExportProcessor {
 
 fn storage_error(err: StorageError) -> ProcessError {
     match err {
-        StorageError::Backend(_) | StorageError::Directory { .. } => {
+        StorageError::Backend { .. } | StorageError::Directory { .. } => {
+            tracing::warn!(error = ?err, "storage failed");
             ProcessError::retry(err.to_string())
         }
         StorageError::InvalidKey { .. } | StorageError::NotFound(_) => {
@@ -113,13 +121,38 @@ fn parse_records(bytes: &[u8]) -> Result<Vec<Value>, ProcessError> {
         .collect()
 }
 
-/// A CSV cell: strings as they are, null as empty, other values as JSON text.
-fn cell(value: Option<&Value>) -> String {
+/// A CSV cell: strings as they are (but see [`defused`]), null as empty, other values as
+/// JSON text.
+fn cell(value: Option<&Value>, escape_formulas: bool) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if escape_formulas => defused(s),
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
+}
+
+/// Text a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return) with a `'` in front, which makes it plain text (OWASP's advice).
+fn defused(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A job id as one safe file name: bytes other than letters, digits, `.`, `_` and `-` as `%XX`.
+fn file_name(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-') || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn columns_of(records: &[Value]) -> Result<Vec<String>, ProcessError> {
@@ -156,6 +189,7 @@ async fn off_thread<T: Send + 'static>(
 fn encode(
     format: ExportFormat,
     columns: Option<Vec<String>>,
+    escape_formulas: bool,
     records: &[Value],
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<u8>, ProcessError> {
@@ -167,13 +201,20 @@ fn encode(
                 None => columns_of(records)?,
             };
             let mut writer = csv::Writer::from_writer(&mut out);
+            let header = columns.iter().map(|c| {
+                if escape_formulas {
+                    defused(c)
+                } else {
+                    c.clone()
+                }
+            });
             writer
-                .write_record(&columns)
+                .write_record(header)
                 .map_err(|e| ProcessError::retry(e.to_string()))?;
             for (n, record) in records.iter().enumerate() {
                 let object = as_object(record, n)?;
                 writer
-                    .write_record(columns.iter().map(|c| cell(object.get(c))))
+                    .write_record(columns.iter().map(|c| cell(object.get(c), escape_formulas)))
                     .map_err(|e| ProcessError::retry(e.to_string()))?;
                 if (n + 1) % PROGRESS_EVERY == 0 {
                     progress(n + 1);
@@ -199,18 +240,17 @@ fn encode(
 impl Processor for ExportProcessor {
     async fn process(&self, ctx: JobContext) -> Result<Value, ProcessError> {
         let job: ExportJob = ctx.data()?;
-        let output_key = job
-            .output_key
-            .clone()
-            .unwrap_or_else(|| format!("exports/{}.{}", ctx.id(), job.format.extension()));
+        let output_key = job.output_key.clone().unwrap_or_else(|| {
+            format!("exports/{}.{}", file_name(ctx.id()), job.format.extension())
+        });
         let records = self.records(&job).await?;
         ctx.progress(10).await;
         let count = records.len();
         let total = count.max(1);
         let (written, mut reports) = tokio::sync::mpsc::unbounded_channel();
-        let (format, columns) = (job.format, job.columns.clone());
+        let (format, columns, escape) = (job.format, job.columns.clone(), job.escape_formulas);
         let encoding = off_thread(move || {
-            encode(format, columns, &records, |n| {
+            encode(format, columns, escape, &records, |n| {
                 let _ = written.send(n);
             })
         });
@@ -235,5 +275,35 @@ impl Processor for ExportProcessor {
             "records": count,
             "bytes": bytes,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csv(records: Value, escape: bool) -> String {
+        let records = records.as_array().expect("array").clone();
+        let out = encode(ExportFormat::Csv, None, escape, &records, |_| {}).expect("encode");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn csv_cells_that_would_run_as_formulas_are_defused() {
+        let records = json!([
+            {"=cmd": "=1+1", "b": "+1", "c": "-2", "d": "@SUM(A1)", "e": "\tx", "f": "\rx", "g": -3, "h": "plain"}
+        ]);
+        assert_eq!(
+            csv(records.clone(), true),
+            "'=cmd,b,c,d,e,f,g,h\n'=1+1,'+1,'-2,'@SUM(A1),'\tx,\"'\rx\",-3,plain\n"
+        );
+        assert!(csv(records, false).contains("=1+1,+1,-2"), "opted out");
+    }
+
+    #[test]
+    fn a_job_id_becomes_one_safe_file_name() {
+        assert_eq!(file_name("order-42_a.b"), "order-42_a.b");
+        assert_eq!(file_name("../x/y"), "%2E.%2Fx%2Fy");
+        assert_eq!(file_name("a b:é"), "a%20b%3A%C3%A9");
     }
 }
