@@ -33,7 +33,7 @@ pub enum StorageError {
         kind: &'static str,
         /// The backend's error, for logs.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The local directory could not be made.
     #[error("storage directory {path}: {source}")]
@@ -186,7 +186,7 @@ fn backend(action: &'static str, key: &str, source: object_store::Error) -> Stor
         action,
         key: key.into(),
         kind,
-        source,
+        source: Box::new(source),
     }
 }
 
