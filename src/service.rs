@@ -65,8 +65,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let runtime = runtime_builder(&settings, &storage, &backend)
         .await?
         .start();
-    let state =
-        ApiState::new(runtime.clone(), settings.http.max_body_bytes).with_probe(backend.probe());
+    let auth = settings.auth()?;
+    let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
+        .with_probe(backend.probe())
+        .with_auth(auth.clone());
     let mut server = HttpServer::new(move || {
         App::new()
             .service(http::scope("", state.clone()))
@@ -79,12 +81,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let server = server
         .bind(&settings.http.bind)
-        .with_context(|| format!("http.bind: cannot listen on {}", settings.http.bind))?;
+        .with_context(|| {
+            format!(
+                "http.bind: cannot listen on {} (another process may hold it: pick another with --bind 127.0.0.1:PORT or STAGEHAND_HTTP_BIND)",
+                settings.http.bind
+            )
+        })?;
     // The bound address, which differs from http.bind when that asks for port 0.
     let listening: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
     let server = server.run();
     let handle = server.handle();
-    tracing::info!(listening = %listening.join(","), store = %backend.describe(), "stagehand serving");
+    tracing::info!(listening = %listening.join(","), store = %backend.describe(), tokens = settings.http.tokens.len(), "stagehand serving");
+    if !auth.enabled() && settings.http.allow_unauthenticated {
+        tracing::warn!(listening = %listening.join(","), "serving without tokens (http.allow_unauthenticated): anyone who reaches this address can add, retry, delete and pause jobs");
+    }
     let serving = actix_web::rt::spawn(server);
     let signal = wait_for_signal().await;
     let grace = settings.grace();

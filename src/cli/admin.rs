@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::Command;
 
 /// Runs an admin command against `server`.
-pub(super) fn run(server: &str, command: Command) -> ExitCode {
+pub(super) fn run(server: &str, token: Option<&str>, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -24,7 +24,14 @@ pub(super) fn run(server: &str, command: Command) -> ExitCode {
     } else {
         format!("http://{server}")
     };
-    match runtime.block_on(call(server.trim_end_matches('/'), command)) {
+    let client = match client(token) {
+        Ok(client) => client,
+        Err(message) => {
+            eprintln!("stagehand: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call(&client, server.trim_end_matches('/'), command)) {
         Ok(output) => {
             println!("{output}");
             ExitCode::SUCCESS
@@ -36,8 +43,22 @@ pub(super) fn run(server: &str, command: Command) -> ExitCode {
     }
 }
 
-async fn call(server: &str, command: Command) -> Result<String, String> {
-    let client = reqwest::Client::new();
+/// An HTTP client that sends `token` as a bearer token on every request.
+fn client(token: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "--token: not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))
+}
+
+async fn call(client: &reqwest::Client, server: &str, command: Command) -> Result<String, String> {
     match command {
         Command::Enqueue {
             queue,

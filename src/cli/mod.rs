@@ -22,6 +22,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
+    /// The bearer token admin commands send (one of the server's `http.tokens`).
+    #[arg(long, global = true, env = "STAGEHAND_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -85,7 +88,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, bind } => serve(config, bind),
-        command => admin::run(&cli.server, command),
+        command => admin::run(&cli.server, cli.token.as_deref(), command),
     }
 }
 

@@ -11,6 +11,9 @@ use super::load::ConfigError;
 /// Variables that belong to the CLI, not to the settings.
 const CLI_VARS: [&str; 2] = ["STAGEHAND_SERVER", "STAGEHAND_CONFIG"];
 const PREFIX: &str = "STAGEHAND_";
+/// Variables that hold tokens (the CLI's `STAGEHAND_TOKEN`, or ones `http.tokens` names with
+/// `token_env`), not settings.
+const TOKEN_PREFIX: &str = "STAGEHAND_TOKEN";
 
 /// What an override sets a key to.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +71,10 @@ pub(super) fn overrides(
     }
     let mut out = Vec::new();
     for (name, value) in vars {
-        if !name.starts_with(PREFIX) || CLI_VARS.contains(&name.as_str()) {
+        if !name.starts_with(PREFIX)
+            || CLI_VARS.contains(&name.as_str())
+            || name.starts_with(TOKEN_PREFIX)
+        {
             continue;
         }
         match keys.iter().find(|(key, _)| env_name(key) == name) {

@@ -52,6 +52,43 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// Bearer tokens (`[[http.tokens]]`); with none, the API is open and served on a loopback
+    /// address only.
+    pub tokens: Vec<TokenSettings>,
+    /// Serve without tokens on an address other than loopback (warned about at start).
+    pub allow_unauthenticated: bool,
+    /// Whether `/ready` answers without a token (`/health` always does).
+    pub ready_public: bool,
+    /// A request whose headers and body have not arrived within this long is answered 408.
+    pub request_timeout_ms: u64,
+}
+
+/// `[[http.tokens]]`: one bearer token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// A name for logs.
+    pub name: String,
+    /// `read` (GET and HEAD) or `admin` (everything).
+    pub role: crate::http::Role,
+    /// The token itself; or
+    #[serde(default)]
+    pub token: Option<String>,
+    /// the environment variable holding it (a name starting `STAGEHAND_TOKEN` is not read as
+    /// a setting).
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_env", &self.token_env)
+            .finish()
+    }
 }
 
 /// `[redis]`
@@ -214,6 +251,10 @@ impl Default for HttpSettings {
             bind: "127.0.0.1:8080".into(),
             max_body_bytes: 1024 * 1024,
             workers: 0,
+            tokens: Vec::new(),
+            allow_unauthenticated: false,
+            ready_public: true,
+            request_timeout_ms: 30_000,
         }
     }
 }

@@ -6,7 +6,11 @@ use stagehand_core::{JobOptions, JobOptionsInput};
 
 use super::load::ConfigError;
 use super::{QueueSettings, Settings};
+use crate::http::{Auth, Token};
 use crate::processors::BUILTIN;
+
+/// The shortest token accepted.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// The longest queue name accepted.
 pub const MAX_QUEUE_NAME: usize = 64;
@@ -59,14 +63,73 @@ impl Settings {
         }
     }
 
+    /// The API's bearer tokens, each read from its `token` or its `token_env` variable.
+    pub fn auth(&self) -> Result<Auth, ConfigError> {
+        let mut tokens = Vec::new();
+        for (i, t) in self.http.tokens.iter().enumerate() {
+            let key = format!("http.tokens[{i}]");
+            if t.name.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    "must not be empty",
+                ));
+            }
+            if self.http.tokens[..i].iter().any(|o| o.name == t.name) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("'{}' names two tokens", t.name),
+                ));
+            }
+            let secret = match (&t.token, &t.token_env) {
+                (Some(token), None) => token.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{key}.token_env"),
+                        format!("the variable {var} is not set (or not UTF-8)"),
+                    )
+                })?,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "give exactly one of token and token_env",
+                    ));
+                }
+            };
+            if secret.trim().len() < MIN_TOKEN_LEN || secret.trim() != secret {
+                return Err(ConfigError::invalid(
+                    format!("{key}.token"),
+                    format!(
+                        "a token must be at least {MIN_TOKEN_LEN} characters with no surrounding spaces"
+                    ),
+                ));
+            }
+            tokens.push(Token {
+                name: t.name.clone(),
+                role: t.role,
+                secret,
+            });
+        }
+        Ok(Auth::new(tokens, self.http.ready_public))
+    }
+
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.http.bind.parse::<SocketAddr>().map_err(|e| {
+        let bind = self.http.bind.parse::<SocketAddr>().map_err(|e| {
             ConfigError::invalid(
                 "http.bind",
                 format!("'{}' is not an address: {e}", self.http.bind),
             )
         })?;
+        let auth = self.auth()?;
+        if !auth.enabled() && !bind.ip().is_loopback() && !self.http.allow_unauthenticated {
+            return Err(ConfigError::invalid(
+                "http.bind",
+                format!(
+                    "serving on {bind} without [[http.tokens]] would let anyone who reaches it add, retry, delete and pause jobs; configure tokens, bind a loopback address, or set http.allow_unauthenticated = true"
+                ),
+            ));
+        }
+        positive("http.request_timeout_ms", self.http.request_timeout_ms)?;
         if self.http.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "http.max_body_bytes",

@@ -1,16 +1,20 @@
 //! The HTTP API (actix-web): a [`scope`] any actix-web app can mount. JSON everywhere; errors
 //! are `{"error": "...", "detail": "..."}` with a 4xx/5xx status.
 
+mod auth;
 mod error;
 mod jobs;
 mod queues;
 
 use std::sync::Arc;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{HttpResponse, Scope, web};
 use serde_json::json;
 use stagehand_actors::RuntimeHandle;
 
+pub use auth::{Auth, Role, Token};
 pub use error::ApiError;
 
 /// Something `/ready` checks besides the pools (the Redis connection, say).
@@ -28,6 +32,7 @@ pub struct ApiState {
     runtime: RuntimeHandle,
     max_body_bytes: usize,
     probe: Option<Arc<dyn ReadyProbe>>,
+    auth: Auth,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -45,7 +50,14 @@ impl ApiState {
             runtime,
             max_body_bytes,
             probe: None,
+            auth: Auth::default(),
         }
+    }
+
+    /// The same API, open only to these tokens (see [`Auth`]).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// The same API, with `/ready` also asking `probe`.
@@ -66,12 +78,27 @@ impl ApiState {
 }
 
 /// The API's routes under `path` (`""` for the root): `/api/...`, `/health`, `/ready`.
-pub fn scope(path: &str, state: ApiState) -> Scope {
+pub fn scope(
+    path: &str,
+    state: ApiState,
+) -> Scope<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     let json_config = web::JsonConfig::default()
         .limit(state.max_body_bytes)
         .error_handler(error::json_error);
     let query_config = web::QueryConfig::default().error_handler(error::query_error);
+    let auth = state.auth.clone();
     web::scope(path)
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            auth::check(auth.clone(), req, next)
+        }))
         .app_data(web::Data::new(state))
         .app_data(json_config)
         .app_data(query_config)
