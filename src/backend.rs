@@ -14,6 +14,9 @@ use stagehand_core::{QueueStore, RedisStore};
 use crate::config::{ConfigError, Settings};
 use crate::http::ReadyProbe;
 
+/// How long `/ready` and the start-up check wait for Redis to answer a PING.
+const PING_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Where queues live.
 #[derive(Clone)]
 pub enum Backend {
@@ -120,14 +123,11 @@ impl Backend {
 
     /// Checks Redis once at start and says what it finds; while it is unreachable, keeps
     /// checking in the background (with growing delays) and says when it answers.
-    pub async fn report_at_start(&self) {
+    pub fn report_at_start(&self) {
         let Backend::Redis(r) = self else {
             return;
         };
-        if r.ping().await.is_ok() {
-            r.check_policy().await;
-            return;
-        }
+        // In the background: a Redis that does not answer must not hold up serving.
         let r = RedisBackend::clone(r);
         actix_web::rt::spawn(async move {
             let mut delays = ExponentialBuilder::new()
@@ -154,12 +154,19 @@ impl Backend {
 }
 
 impl RedisBackend {
+    /// A PING answered within [`PING_PATIENCE`].
     async fn ping(&self) -> Result<(), String> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.conn.clone())
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(PING_PATIENCE, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer to PING within {} ms",
+                PING_PATIENCE.as_millis()
+            )),
+        }
     }
 
     /// Warns unless `maxmemory-policy` is `noeviction`: an evicting Redis can lose jobs.

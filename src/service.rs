@@ -61,7 +61,7 @@ pub async fn runtime_builder(
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let storage = Storage::local(&settings.storage.path).context("storage.path")?;
     let backend = Backend::from_settings(&settings).await?;
-    backend.report_at_start().await;
+    backend.report_at_start();
     let runtime = runtime_builder(&settings, &storage, &backend)
         .await?
         .start();
@@ -75,7 +75,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
-    .shutdown_timeout(5);
+    .shutdown_timeout(HTTP_DRAIN.as_secs());
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);
     }
@@ -107,7 +107,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     arm_watchdog(grace + SHUTDOWN_SLACK);
     // Whatever the store's state, shutdown ends within the grace period and a little more:
     // what could not be settled by then is left to lease recovery.
-    let stopping = futures::future::join(handle.stop(true), drain(&runtime, grace));
+    // HTTP first, so that requests in flight get their store's answer; then the runtime.
+    let stopping = async {
+        handle.stop(true).await;
+        drain(&runtime, grace).await;
+    };
     if tokio::time::timeout(grace + SHUTDOWN_SLACK / 2, stopping)
         .await
         .is_err()
@@ -121,8 +125,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long requests in flight get to finish at shutdown.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// How long past the grace period shutdown may take before the process exits regardless.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(4);
+const _: () = assert!(HTTP_DRAIN.as_secs() < SHUTDOWN_SLACK.as_secs());
 
 /// A thread of its own that ends the process once `limit` has passed, should shutdown hang
 /// (on a store that does not answer, say) or the async runtime be stuck.

@@ -169,18 +169,23 @@ fn ids_live_apart_on_a_cluster() {
 /// Option values of every size, in range and out of it, as JSON a client might send; each
 /// option is left out half the time.
 fn options() -> impl Strategy<Value = Value> {
-    let number = prop_oneof![
-        6 => (0u64..=315_360_000_000).prop_map(Value::from),
-        3 => (0u64..5).prop_map(Value::from),
-        1 => any::<i64>().prop_map(Value::from),
-        1 => any::<u64>().prop_map(Value::from),
-    ];
+    // Mostly in the field's range, sometimes just past it, sometimes anything.
+    let number = |max: u64| {
+        prop_oneof![
+            8 => (0..=max).prop_map(Value::from),
+            1 => (max..=max.saturating_add(2)).prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => any::<u64>().prop_map(Value::from),
+        ]
+        .boxed()
+    };
+    let duration = number(315_360_000_000);
     let jitter = prop_oneof![(-0.5f64..1.5).prop_map(Value::from), Just(json!(0.0))];
     let backoff = (
         prop::bool::ANY,
-        number.clone(),
+        duration.clone(),
         jitter,
-        prop::option::of(number.clone()),
+        prop::option::of(duration.clone()),
     )
         .prop_map(|(fixed, delay, jitter, max)| {
             let mut b = json!({ "type": if fixed { "fixed" } else { "exponential" }, "delay_ms": delay, "jitter": jitter });
@@ -191,20 +196,20 @@ fn options() -> impl Strategy<Value = Value> {
         });
     let retention = prop_oneof![
         prop::bool::ANY.prop_map(Value::from),
-        number.clone(),
+        number(1_000_000_000),
         (
-            prop::option::of(number.clone()),
-            prop::option::of(number.clone())
+            prop::option::of(number(1_000_000_000)),
+            prop::option::of(duration.clone())
         )
             .prop_map(|(count, age)| json!({ "count": count, "age_ms": age })),
     ];
     let some = |s: BoxedStrategy<Value>| prop::option::of(s);
     (
-        some(number.clone().boxed()),
-        some(number.clone().boxed()),
-        some(number.clone().boxed()),
+        some(duration.clone()),
+        some(number(2_097_152)),
+        some(number(10_000)),
         some(backoff.boxed()),
-        some(number.boxed()),
+        some(duration),
         some(retention.clone().boxed()),
         some(retention.boxed()),
         some(prop::bool::ANY.prop_map(Value::from).boxed()),
@@ -295,7 +300,7 @@ fn run_options(store: Arc<dyn QueueStore>, cases: u32) {
         .expect("every option set round-trips or is refused");
     let accepted = accepted.into_inner();
     assert!(
-        accepted >= cases / 8,
+        accepted >= cases / 6,
         "only {accepted} of {cases} option sets were accepted: the property tested little"
     );
 }

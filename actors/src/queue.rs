@@ -236,7 +236,14 @@ impl QueueHandle {
         &self.defaults
     }
 
-    async fn call<M, T>(&self, make: impl FnOnce(Reply<T>) -> M) -> Result<T, QueueError>
+    /// Sends a message and waits for its answer. A reply that never comes (the runtime stopped
+    /// while the store call was in flight) is `Stopped` for a read, but of unknown outcome for
+    /// a change: the store may have made it.
+    async fn call<M, T>(
+        &self,
+        changes: bool,
+        make: impl FnOnce(Reply<T>) -> M,
+    ) -> Result<T, QueueError>
     where
         M: Message<Result = ()> + Send + 'static,
         QueueActor: Handler<M>,
@@ -251,21 +258,30 @@ impl QueueHandle {
                 queue: self.name.to_string(),
             },
         })?;
-        let answer = rx.await.map_err(|_| QueueError::Stopped {
-            queue: self.name.to_string(),
+        let answer = rx.await.map_err(|_| {
+            if changes {
+                QueueError::Store(StoreError::OutcomeUnknown {
+                    reason: "the runtime stopped while the call was in flight".into(),
+                    source: None,
+                })
+            } else {
+                QueueError::Stopped {
+                    queue: self.name.to_string(),
+                }
+            }
         })?;
         Ok(answer?)
     }
 
     /// Adds jobs in order; returns one result per job.
     pub async fn add(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, QueueError> {
-        self.call(|reply| AddJobs { jobs, reply }).await
+        self.call(true, |reply| AddJobs { jobs, reply }).await
     }
 
     /// Reads one job.
     pub async fn get(&self, id: &str) -> Result<Option<Job>, QueueError> {
         let id = id.to_string();
-        self.call(|reply| GetJob { id, reply }).await
+        self.call(false, |reply| GetJob { id, reply }).await
     }
 
     /// Lists jobs in one state.
@@ -275,7 +291,7 @@ impl QueueHandle {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Job>, QueueError> {
-        self.call(|reply| ListJobs {
+        self.call(false, |reply| ListJobs {
             state,
             offset,
             limit,
@@ -286,23 +302,23 @@ impl QueueHandle {
 
     /// The queue's counts and pause state.
     pub async fn status(&self) -> Result<QueueStatus, QueueError> {
-        self.call(|reply| GetStatus { reply }).await
+        self.call(false, |reply| GetStatus { reply }).await
     }
 
     /// Moves a failed job back to waiting.
     pub async fn retry(&self, id: &str) -> Result<(), QueueError> {
         let id = id.to_string();
-        self.call(|reply| RetryJob { id, reply }).await
+        self.call(true, |reply| RetryJob { id, reply }).await
     }
 
     /// Removes a job that is not active; `false` if there was none.
     pub async fn remove(&self, id: &str) -> Result<bool, QueueError> {
         let id = id.to_string();
-        self.call(|reply| RemoveJob { id, reply }).await
+        self.call(true, |reply| RemoveJob { id, reply }).await
     }
 
     /// Pauses or resumes the queue for every worker.
     pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
-        self.call(|reply| SetPaused { paused, reply }).await
+        self.call(true, |reply| SetPaused { paused, reply }).await
     }
 }

@@ -584,6 +584,28 @@ pub async fn events_cover_every_job_of_a_bulk(store: Store) {
     assert_eq!(seen, ids, "one event per job, in order");
 }
 
+/// Jobs of the highest priority keep their order too (FIFO, `lifo` first), however large the
+/// priority number.
+pub async fn top_priority_keeps_its_order(store: Store) {
+    let top = with(|o| o.priority = crate::options::MAX_PRIORITY);
+    for i in 0..10 {
+        store
+            .add(job(&format!("t{i}")).with_options(top.clone()))
+            .await
+            .expect("add");
+    }
+    let mut lifo = top.clone();
+    lifo.lifo = true;
+    store
+        .add(job("jumper").with_options(lifo))
+        .await
+        .expect("add");
+    let names = fetch_names(&store, 20).await;
+    let mut wanted = vec!["jumper".to_string()];
+    wanted.extend((0..10).map(|i| format!("t{i}")));
+    assert_eq!(names, wanted);
+}
+
 /// A waiting worker waits while there is nothing to do, and wakes when a job is added.
 pub async fn work_signal_wakes_on_add(store: Store) {
     let mut signal = store.work_signal();
@@ -599,6 +621,23 @@ pub async fn work_signal_wakes_on_add(store: Store) {
         .await
         .expect("woken by the add")
         .expect("join")
+        .expect("wait");
+}
+
+/// A worker that stops waiting (its `select!` took another branch) does not lose the wake that
+/// came meanwhile: the next wait returns at once.
+pub async fn a_wake_is_not_lost_when_a_wait_is_dropped(store: Store) {
+    let mut signal = store.work_signal();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(200),
+        signal.wait(Duration::from_secs(30)),
+    )
+    .await;
+    assert!(dropped.is_err(), "the wait returned with nothing to do");
+    store.add(job("a")).await.expect("add");
+    tokio::time::timeout(PATIENCE, signal.wait(Duration::from_secs(30)))
+        .await
+        .expect("the add's wake was kept for the next wait")
         .expect("wait");
 }
 
@@ -962,7 +1001,8 @@ macro_rules! conformance_tests {
             work_signal_wakes_on_add, large_bulk, clean_and_drain_cover_a_large_backlog,
             events_cover_every_job_of_a_bulk, paused_queue_does_not_wake_for_due_jobs,
             due_delayed_jobs_read_as_ready, settle_and_fetch_does_both, fixed_backoff_is_applied,
-            clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide);
+            clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide,
+            top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

@@ -73,6 +73,11 @@ pub(super) async fn add(
 ) -> Result<HttpResponse, ApiError> {
     let queue = state.queue(&path)?;
     let mut body = body.into_inner();
+    if request.headers().get_all(IDEMPOTENCY_KEY).count() > 1 {
+        return Err(ApiError::BadRequest(format!(
+            "{IDEMPOTENCY_KEY}: give it once"
+        )));
+    }
     if let Some(key) = request.headers().get(IDEMPOTENCY_KEY) {
         let key = key.to_str().map_err(|_| {
             ApiError::BadRequest(format!("{IDEMPOTENCY_KEY}: must be visible ASCII"))

@@ -48,11 +48,14 @@ end
 
 -- Puts a ready job in the waiting list (no priority) or the prioritized set, given its
 -- priority and lifo flag; returns the state that puts it in.
+-- The score is prio * 2^31 + 2^30 + seq with |seq| < 2^30 (negative for lifo): at the highest
+-- priority (2^21) it stays below 2^53, so every score is exact in a double and jobs of one
+-- priority keep their order.
 local function place(K, id, prio, lifo)
   if prio > 0 then
-    local seq = rcall('INCR', K .. KEY.seq) % 2147483647
+    local seq = rcall('INCR', K .. KEY.seq) % 1073741823
     if lifo then seq = -seq end
-    rcall('ZADD', K .. KEY.prio, prio * 4294967296 + 2147483648 + seq, id)
+    rcall('ZADD', K .. KEY.prio, prio * 2147483648 + 1073741824 + seq, id)
     return 'prioritized'
   end
   if lifo then rcall('LPUSH', K .. KEY.wait, id) else rcall('RPUSH', K .. KEY.wait, id) end
