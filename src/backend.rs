@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use redis::Client;
+use stagehand_core::outage::{Outage, OutageNote};
 use stagehand_core::redis::{Conn, Target};
 use stagehand_core::{QueueStore, RedisStore};
 
@@ -135,17 +136,27 @@ impl Backend {
                 .with_max_delay(Duration::from_secs(10))
                 .without_max_times()
                 .build();
+            let mut outage = Outage::default();
             loop {
                 match r.ping().await {
                     Ok(()) => {
-                        tracing::info!(redis = %r.shown, "Redis answers; queues resume");
+                        if outage.answered().is_some() {
+                            tracing::info!(redis = %r.shown, "Redis answers; queues resume");
+                        }
                         r.check_policy().await;
                         return;
                     }
-                    Err(error) => tracing::error!(
-                        redis = %r.shown, %error,
-                        "Redis is unreachable: queues wait for it and /ready answers 503; retrying"
-                    ),
+                    Err(error) => match outage.failed() {
+                        Some(OutageNote::Started) => tracing::error!(
+                            redis = %r.shown, %error,
+                            "Redis is unreachable: queues wait for it and /ready answers 503; retrying"
+                        ),
+                        Some(OutageNote::StillDown(lasted)) => tracing::warn!(
+                            redis = %r.shown, %error, down_s = lasted.as_secs(),
+                            "Redis is still unreachable; retrying"
+                        ),
+                        None => {}
+                    },
                 }
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(10))).await;
             }

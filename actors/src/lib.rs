@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod health;
 pub mod pool;
 pub mod queue;
 pub mod runtime;
@@ -11,5 +12,6 @@ pub mod supervisor;
 
 pub use alert::{Alert, AlertActor, AlertKind, AlertSink, RecentAlerts, Severity};
 pub use config::{MailboxConfig, PoolSettings, SupervisionConfig};
+pub use health::StoreHealth;
 pub use queue::{QueueError, QueueHandle};
 pub use runtime::{QueueSpec, Runtime, RuntimeBuilder, RuntimeHandle};

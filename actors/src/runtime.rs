@@ -11,6 +11,7 @@ use stagehand_core::{JobOptions, MemoryStore, Processor, QueueStore};
 
 use crate::alert::{Alert, AlertActor, AlertSink, RecentAlerts};
 use crate::config::{MailboxConfig, PoolSettings, SupervisionConfig};
+use crate::health::StoreHealth;
 use crate::pool::PoolSpec;
 use crate::queue::{QueueActor, QueueHandle};
 use crate::supervisor::{GetPoolStates, PoolState, RuntimeSupervisor, Shutdown};
@@ -133,6 +134,7 @@ impl RuntimeBuilder {
         // Restarted in place (same address) should it ever stop.
         let alerts =
             actix::Supervisor::start(move |_| AlertActor::new(sinks.clone(), window, capacity));
+        let health = Arc::new(StoreHealth::default());
         let mut queues = BTreeMap::new();
         let mut stores = BTreeMap::new();
         let mut pools = Vec::new();
@@ -159,6 +161,7 @@ impl RuntimeBuilder {
                     settings: spec.settings,
                     supervision: self.supervision,
                     mailbox: self.mailbox.pool,
+                    health: Arc::clone(&health),
                 };
                 pools.push((spec.name.clone(), pool, arbiter.handle()));
             }
@@ -178,6 +181,7 @@ impl RuntimeBuilder {
                 stores,
                 supervisor,
                 alerts,
+                health,
                 arbiters: Mutex::new(arbiters),
             }),
         }
@@ -189,6 +193,7 @@ struct Inner {
     stores: BTreeMap<String, Arc<dyn QueueStore>>,
     supervisor: Addr<RuntimeSupervisor>,
     alerts: Addr<AlertActor>,
+    health: Arc<StoreHealth>,
     arbiters: Mutex<Vec<Arbiter>>,
 }
 
@@ -229,6 +234,12 @@ impl RuntimeHandle {
             .send(GetPoolStates)
             .await
             .unwrap_or_default()
+    }
+
+    /// The queues whose pool waits for its store (its last call failed); empty when every
+    /// pool works.
+    pub fn waiting_for_store(&self) -> Vec<String> {
+        self.inner.health.waiting()
     }
 
     /// The latest alerts, newest last.

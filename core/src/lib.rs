@@ -8,6 +8,7 @@ pub mod error;
 pub mod job;
 pub mod memory;
 pub mod options;
+pub mod outage;
 pub mod processor;
 pub mod redis;
 pub mod store;

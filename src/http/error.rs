@@ -99,9 +99,12 @@ impl ResponseError for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             response.insert_header(("Retry-After", "1"));
         }
-        if status.is_server_error() {
-            // The full story, backend errors included, goes to the log only.
+        // The full story, backend errors included, goes to the log only (an outage is told
+        // once by the pools, not once per request).
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!(status = status.as_u16(), error = %self.code(), cause = ?std::error::Error::source(self), "request failed: {self}");
+        } else if status.is_server_error() {
+            tracing::debug!(status = status.as_u16(), error = %self.code(), cause = ?std::error::Error::source(self), "request failed: {self}");
         }
         response.json(json!({ "error": self.code(), "detail": self.detail() }))
     }

@@ -150,6 +150,15 @@ async fn ready(state: web::Data<ApiState>) -> HttpResponse {
             "pools": pools,
         }));
     }
+    let waiting = state.runtime.waiting_for_store();
+    if !waiting.is_empty() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "error": "pools_waiting_for_store",
+            "detail": format!("processor pools of {waiting:?} wait for their store to answer again"),
+            "pools": pools,
+        }));
+    }
     let down: Vec<&String> = pools
         .iter()
         .filter(|(_, s)| **s == stagehand_actors::supervisor::PoolState::GaveUp)

@@ -57,6 +57,7 @@ pub(super) struct Engine {
     draining: watch::Sender<bool>,
     /// Whether the last store call failed (an outage is alerted once).
     store_down: bool,
+    health: Arc<crate::health::StoreHealth>,
 }
 
 fn error_backoff() -> ExponentialBackoff {
@@ -90,6 +91,7 @@ impl Engine {
             drain_by: None,
             draining: watch::channel(false).0,
             store_down: false,
+            health: Arc::clone(&spec.health),
         }
     }
 
@@ -351,25 +353,28 @@ impl Engine {
             .collect();
         match self.store.extend_leases(&leases, self.settings.lease).await {
             Ok(held) => {
+                self.store_answered();
                 for ((id, _), held) in leases.iter().zip(held) {
                     if !held {
                         tracing::warn!(queue = %self.queue, job_id = %id, "lease lost while running");
                     }
                 }
             }
-            Err(err) => tracing::warn!(queue = %self.queue, error = %err, "heartbeat failed"),
+            Err(err) => self.store_failed(&err, "heartbeat"),
         }
     }
 
     async fn recover(&mut self) {
-        match self.store.recover_expired(self.settings.max_stalled).await {
+        let recovered = self.store.recover_expired(self.settings.max_stalled).await;
+        if recovered.is_ok() {
+            self.store_answered();
+        }
+        match recovered {
             Ok(report) if !(report.requeued.is_empty() && report.failed.is_empty()) => {
                 tracing::warn!(queue = %self.queue, requeued = report.requeued.len(), failed = report.failed.len(), "recovered jobs whose lease expired");
             }
             Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(queue = %self.queue, error = %err, "recovering expired leases failed")
-            }
+            Err(err) => self.store_failed(&err, "lease recovery"),
         }
     }
 
@@ -407,12 +412,14 @@ impl Engine {
         if self.store_down {
             self.store_down = false;
             self.errors = error_backoff();
-            tracing::info!(queue = %self.queue, "queue store answers again; pool resumes");
+            self.health.answered(&self.queue, &self.worker);
         }
     }
 
-    /// A store call failed: alert once per outage, then wait a growing delay.
-    async fn pause_after(&mut self, err: StoreError, during: &str) {
+    /// A store call failed: alert once per outage and tell the runtime's [`StoreHealth`].
+    ///
+    /// [`StoreHealth`]: crate::health::StoreHealth
+    fn store_failed(&mut self, err: &StoreError, during: &str) {
         if !self.store_down {
             self.store_down = true;
             let alert = Alert::new(
@@ -425,8 +432,14 @@ impl Engine {
             );
             raise(&self.alerts, alert);
         }
+        self.health.failed(&self.queue, &self.worker, err);
+    }
+
+    /// A store call failed: say so (once), then wait a growing delay.
+    async fn pause_after(&mut self, err: StoreError, during: &str) {
+        self.store_failed(&err, during);
         let delay = self.errors.next().unwrap_or(Duration::from_secs(5));
-        tracing::warn!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
+        tracing::debug!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
         sleep(delay).await;
     }
 }

@@ -64,6 +64,8 @@ pub struct PoolSpec {
     pub supervision: SupervisionConfig,
     /// Mailbox capacity.
     pub mailbox: usize,
+    /// Where its loops report whether the store answers.
+    pub health: Arc<crate::health::StoreHealth>,
 }
 
 /// The processor pool actor.

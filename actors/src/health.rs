@@ -1,0 +1,68 @@
+//! Whether the runtime's pools reach their queue store: each pool loop reports its calls, and
+//! the runtime speaks of an outage once (see [`Outage`]) however many loops see it. `/ready`
+//! answers 503 while any loop is waiting for the store, so it turns 200 only once the pools
+//! work again.
+
+use std::collections::BTreeSet;
+
+use parking_lot::Mutex;
+use stagehand_core::StoreError;
+use stagehand_core::outage::{Outage, OutageNote};
+
+/// The store's health as the pools see it.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Pool loops (by worker id) whose last store call failed, with their queue.
+    waiting: BTreeSet<(String, String)>,
+    outage: Outage,
+}
+
+impl StoreHealth {
+    /// A call of `worker` (a loop of `queue`'s pool) failed.
+    pub fn failed(&self, queue: &str, worker: &str, err: &StoreError) {
+        let mut inner = self.inner.lock();
+        inner
+            .waiting
+            .insert((queue.to_string(), worker.to_string()));
+        match inner.outage.failed() {
+            Some(OutageNote::Started) => tracing::error!(
+                queue, error = %err,
+                "queue store unavailable: pools wait for it and /ready answers 503; retrying"
+            ),
+            Some(OutageNote::StillDown(lasted)) => tracing::warn!(
+                queue, error = %err, down_s = lasted.as_secs(),
+                "queue store still unavailable; retrying"
+            ),
+            None => tracing::debug!(queue, error = %err, "queue store call failed; retrying"),
+        }
+    }
+
+    /// A call of `worker` succeeded.
+    pub fn answered(&self, queue: &str, worker: &str) {
+        let mut inner = self.inner.lock();
+        if inner
+            .waiting
+            .remove(&(queue.to_string(), worker.to_string()))
+            && inner.waiting.is_empty()
+            && let Some(lasted) = inner.outage.answered()
+        {
+            tracing::info!(
+                down_ms = lasted.as_millis() as u64,
+                "queue store answers again; pools resume"
+            );
+        }
+    }
+
+    /// The queues with a pool loop waiting for the store.
+    pub fn waiting(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        let mut queues: Vec<String> = inner.waiting.iter().map(|(q, _)| q.clone()).collect();
+        queues.dedup();
+        queues
+    }
+}
