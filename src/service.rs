@@ -68,13 +68,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let auth = settings.auth()?;
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_probe(backend.probe())
-        .with_auth(auth.clone());
+        .with_auth(auth.clone())
+        .with_request_timeout(Duration::from_millis(settings.http.request_timeout_ms));
     let mut server = HttpServer::new(move || {
         App::new()
             .service(http::scope("", state.clone()))
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
+    .client_request_timeout(Duration::from_millis(settings.http.request_timeout_ms))
     .shutdown_timeout(HTTP_DRAIN.as_secs());
     if settings.http.workers > 0 {
         server = server.workers(settings.http.workers);

@@ -13,6 +13,9 @@ pub enum ApiError {
     /// 400: a body or parameter that does not fit.
     #[error("{0}")]
     BadRequest(String),
+    /// 408: the body did not arrive within `http.request_timeout_ms`.
+    #[error("{0}")]
+    Timeout(String),
     /// 413: a body over the configured limit.
     #[error("{0}")]
     TooLarge(String),
@@ -54,6 +57,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "payload_too_large",
+            ApiError::Timeout(_) => "request_timeout",
             ApiError::UnknownQueue { .. } => "unknown_queue",
             ApiError::UnknownJob { .. } => "unknown_job",
             ApiError::Queue(QueueError::Busy { .. }) => "busy",
@@ -76,6 +80,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnknownQueue { .. } | ApiError::UnknownJob { .. } => StatusCode::NOT_FOUND,
             ApiError::Queue(QueueError::Busy { .. } | QueueError::Stopped { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -98,6 +103,10 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             response.insert_header(("Retry-After", "1"));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a slow body is not worth waiting for.
+            response.insert_header(("Connection", "close"));
         }
         // The full story, backend errors included, goes to the log only (an outage is told
         // once by the pools, not once per request).
@@ -126,6 +135,14 @@ pub(super) fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web
             ApiError::BadRequest(format!("invalid request: {e}"))
         }
         JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Io(e))
+            if e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            ApiError::Timeout(format!(
+                "{} (http.request_timeout_ms); send the whole body at once",
+                super::deadline::TIMED_OUT
+            ))
+        }
         other => ApiError::BadRequest(format!("could not read the body: {other}")),
     };
     api.into()

@@ -2,6 +2,7 @@
 //! are `{"error": "...", "detail": "..."}` with a 4xx/5xx status.
 
 mod auth;
+mod deadline;
 mod error;
 mod jobs;
 mod queues;
@@ -33,6 +34,7 @@ pub struct ApiState {
     max_body_bytes: usize,
     probe: Option<Arc<dyn ReadyProbe>>,
     auth: Auth,
+    request_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -51,7 +53,14 @@ impl ApiState {
             max_body_bytes,
             probe: None,
             auth: Auth::default(),
+            request_timeout: std::time::Duration::from_secs(30),
         }
+    }
+
+    /// The same API, answering 408 to a request whose body takes longer than `timeout`.
+    pub fn with_request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     /// The same API, open only to these tokens (see [`Auth`]).
@@ -95,34 +104,55 @@ pub fn scope(
         .error_handler(error::json_error);
     let query_config = web::QueryConfig::default().error_handler(error::query_error);
     let auth = state.auth.clone();
+    let timeout = state.request_timeout;
     web::scope(path)
         .wrap(actix_web::middleware::from_fn(move |req, next| {
             auth::check(auth.clone(), req, next)
         }))
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            deadline::limit(timeout, req, next)
+        }))
         .app_data(web::Data::new(state))
         .app_data(json_config)
         .app_data(query_config)
-        .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/api/queues", web::get().to(queues::list))
-        .route("/api/queues/{queue}", web::get().to(queues::show))
-        .route("/api/queues/{queue}/pause", web::post().to(queues::pause))
-        .route("/api/queues/{queue}/resume", web::post().to(queues::resume))
-        .route("/api/queues/{queue}/jobs", web::post().to(jobs::add))
-        .route("/api/queues/{queue}/jobs", web::get().to(jobs::list))
-        .route(
-            "/api/queues/{queue}/jobs/bulk",
-            web::post().to(jobs::add_bulk),
+        .service(resource("/health", "GET").route(web::get().to(health)))
+        .service(resource("/ready", "GET").route(web::get().to(ready)))
+        .service(resource("/api/queues", "GET").route(web::get().to(queues::list)))
+        .service(resource("/api/queues/{queue}", "GET").route(web::get().to(queues::show)))
+        .service(resource("/api/queues/{queue}/pause", "POST").route(web::post().to(queues::pause)))
+        .service(
+            resource("/api/queues/{queue}/resume", "POST").route(web::post().to(queues::resume)),
         )
-        .route("/api/queues/{queue}/jobs/{id}", web::get().to(jobs::show))
-        .route(
-            "/api/queues/{queue}/jobs/{id}",
-            web::delete().to(jobs::remove),
+        .service(
+            resource("/api/queues/{queue}/jobs", "GET, POST")
+                .route(web::post().to(jobs::add))
+                .route(web::get().to(jobs::list)),
         )
-        .route(
-            "/api/queues/{queue}/jobs/{id}/retry",
-            web::post().to(jobs::retry),
+        .service(
+            resource("/api/queues/{queue}/jobs/bulk", "POST").route(web::post().to(jobs::add_bulk)),
         )
+        .service(
+            resource("/api/queues/{queue}/jobs/{id}", "GET, DELETE")
+                .route(web::get().to(jobs::show))
+                .route(web::delete().to(jobs::remove)),
+        )
+        .service(
+            resource("/api/queues/{queue}/jobs/{id}/retry", "POST")
+                .route(web::post().to(jobs::retry)),
+        )
+}
+
+/// A route's resource, answering `405` with `Allow: allowed` (and a JSON body) to any other
+/// method.
+fn resource(path: &str, allowed: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: actix_web::HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header((actix_web::http::header::ALLOW, allowed))
+            .json(json!({
+                "error": "method_not_allowed",
+                "detail": format!("{} {} is not a route; it takes {allowed}", req.method(), req.path()),
+            }))
+    }))
 }
 
 /// A JSON 404 for paths no route matches (use as the app's `default_service`).
