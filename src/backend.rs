@@ -102,13 +102,15 @@ impl Backend {
         }
     }
 
-    /// The store for `queue`; `None` means the runtime's default (memory).
-    pub async fn store(&self, queue: &str) -> Option<Arc<dyn QueueStore>> {
+    /// The store for `queue`, holding at most `max_jobs`; `None` means the runtime's default
+    /// (memory).
+    pub async fn store(&self, queue: &str, max_jobs: Option<u64>) -> Option<Arc<dyn QueueStore>> {
         match self {
             Backend::Memory => None,
             Backend::Redis(r) => {
-                let store =
-                    RedisStore::new(r.target.clone(), r.conn.clone(), &r.prefix, queue).await;
+                let store = RedisStore::new(r.target.clone(), r.conn.clone(), &r.prefix, queue)
+                    .await
+                    .with_max_jobs(max_jobs);
                 Some(Arc::new(store))
             }
         }

@@ -40,8 +40,15 @@ pub async fn runtime_builder(
         let mut spec = QueueSpec::new(name.clone())
             .settings(queue.pool())
             .defaults(defaults);
-        if let Some(store) = backend.store(name).await {
-            spec = spec.store(store);
+        match backend.store(name, queue.max_jobs).await {
+            Some(store) => spec = spec.store(store),
+            None => {
+                spec = spec.max_jobs(Some(
+                    queue
+                        .max_jobs
+                        .unwrap_or(stagehand_core::memory::DEFAULT_MAX_JOBS),
+                ))
+            }
         }
         match settings
             .processor_of(name, queue)

@@ -24,6 +24,7 @@ pub struct QueueSpec {
     processor: Option<Arc<dyn Processor>>,
     settings: PoolSettings,
     defaults: JobOptions,
+    max_jobs: Option<u64>,
 }
 
 impl QueueSpec {
@@ -36,6 +37,7 @@ impl QueueSpec {
             processor: None,
             settings: PoolSettings::with_concurrency(1),
             defaults: JobOptions::default(),
+            max_jobs: Some(stagehand_core::memory::DEFAULT_MAX_JOBS),
         }
     }
 
@@ -66,6 +68,13 @@ impl QueueSpec {
     /// The options a job gets where it sets none.
     pub fn defaults(mut self, defaults: JobOptions) -> Self {
         self.defaults = defaults;
+        self
+    }
+
+    /// For the in-memory store: the most jobs it holds (`None`: no limit). A store given with
+    /// [`QueueSpec::store`] keeps its own limit.
+    pub fn max_jobs(mut self, max_jobs: Option<u64>) -> Self {
+        self.max_jobs = max_jobs;
         self
     }
 
@@ -141,10 +150,9 @@ impl RuntimeBuilder {
         let mut arbiters = Vec::new();
         for spec in self.queues {
             let arbiter = Arbiter::new();
-            let store = spec
-                .store
-                .clone()
-                .unwrap_or_else(|| Arc::new(MemoryStore::new(spec.name.clone())));
+            let store = spec.store.clone().unwrap_or_else(|| {
+                Arc::new(MemoryStore::new(spec.name.clone()).with_max_jobs(spec.max_jobs))
+            });
             let capacity = self.mailbox.queue;
             let actor_store = Arc::clone(&store);
             let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {

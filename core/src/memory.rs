@@ -24,11 +24,15 @@ const CHUNK: usize = 1000;
 /// Events buffered per subscriber before the slowest one starts missing some.
 const EVENT_BUFFER: usize = 4096;
 
+/// The most jobs a memory store holds unless told otherwise: memory stays bounded.
+pub const DEFAULT_MAX_JOBS: u64 = 1_000_000;
+
 /// An in-memory queue store.
 pub struct MemoryStore {
     queue: String,
     shared: Arc<Shared>,
     events: broadcast::Sender<JobEvent>,
+    max_jobs: Option<u64>,
 }
 
 /// What the store shares with its work signals.
@@ -115,7 +119,14 @@ fn ready_order(job: &Job, seq: u64) -> i64 {
 type Events = Vec<(JobId, JobEventKind)>;
 
 impl MemoryStore {
-    /// An empty store for `queue`.
+    /// The same store, refusing adds past `max_jobs` jobs in all states (`QueueFull`); `None`:
+    /// no limit. [`DEFAULT_MAX_JOBS`] unless set.
+    pub fn with_max_jobs(mut self, max_jobs: Option<u64>) -> MemoryStore {
+        self.max_jobs = max_jobs;
+        self
+    }
+
+    /// An empty store for `queue`, holding at most [`DEFAULT_MAX_JOBS`] jobs.
     pub fn new(queue: impl Into<String>) -> MemoryStore {
         let (work, _) = watch::channel(0);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -126,6 +137,7 @@ impl MemoryStore {
                 work,
             }),
             events,
+            max_jobs: Some(DEFAULT_MAX_JOBS),
         }
     }
 
@@ -482,6 +494,20 @@ impl QueueStore for MemoryStore {
         let mut events = Events::new();
         {
             let mut inner = self.lock();
+            if let Some(max) = self.max_jobs {
+                let new = jobs
+                    .iter()
+                    .filter(|j| {
+                        j.options
+                            .job_id
+                            .as_deref()
+                            .is_none_or(|id| !inner.jobs.contains_key(id))
+                    })
+                    .count() as u64;
+                if new > 0 && inner.jobs.len() as u64 + new > max {
+                    return Err(StoreError::QueueFull { max });
+                }
+            }
             inner.jobs.reserve(jobs.len());
             for new in jobs {
                 if let Some(custom) = &new.options.job_id

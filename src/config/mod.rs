@@ -131,6 +131,9 @@ pub struct QueueSettings {
     pub max_stalled: u32,
     /// Fetch–run–settle loops sharing the slots; 2 keeps Redis busy while jobs run.
     pub loops: usize,
+    /// The most jobs the queue holds, in all states; a full queue refuses adds (503
+    /// `queue_full`). Unset: 1,000,000 on the memory store, no limit on Redis.
+    pub max_jobs: Option<u64>,
 }
 
 /// `[actors]`
@@ -287,6 +290,7 @@ impl Default for QueueSettings {
             lease_ms: 30_000,
             max_stalled: 1,
             loops: 2,
+            max_jobs: None,
         }
     }
 }

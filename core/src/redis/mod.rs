@@ -43,6 +43,8 @@ pub struct RedisStore {
     target: Target,
     conn: Conn,
     events: Arc<events::EventFeed>,
+    /// The most jobs the queue may hold; none: no limit.
+    max_jobs: Option<u64>,
 }
 
 /// A failed call that changes nothing (a read): the store is unavailable.
@@ -125,7 +127,15 @@ impl RedisStore {
             target,
             conn,
             events,
+            max_jobs: None,
         }
+    }
+
+    /// The same store, refusing adds past `max_jobs` jobs in all states (`QueueFull`);
+    /// `None`: no limit.
+    pub fn with_max_jobs(mut self, max_jobs: Option<u64>) -> RedisStore {
+        self.max_jobs = max_jobs;
+        self
     }
 
     fn key(&self, name: &str) -> String {
@@ -232,7 +242,8 @@ impl QueueStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut call = scripts::ADD.key(self.key("id"));
-        call.arg(&self.keys);
+        call.arg(&self.keys)
+            .arg(self.max_jobs.map_or(-1, |m| m.min(i64::MAX as u64) as i64));
         for job in &jobs {
             let o = &job.options;
             let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -255,10 +266,15 @@ impl QueueStore for RedisStore {
                 .arg(cfg)
                 .arg(retention(o.remove_on_complete));
         }
-        let flat: Vec<(String, u8)> = call
+        let flat: Vec<(String, u64)> = call
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(write_failed)?;
+        if let Some((id, max)) = flat.first()
+            && id.is_empty()
+        {
+            return Err(StoreError::QueueFull { max: *max });
+        }
         Ok(flat
             .into_iter()
             .map(|(id, created)| AddResult {

@@ -1,20 +1,31 @@
--- Adds jobs. KEYS[1]: K:id. ARGV[1]: K; then 9 values per job: custom id ("" for none), name,
+-- Adds jobs. KEYS[1]: K:id. ARGV[1]: K, ARGV[2]: max_jobs (-1: no limit); then 9 values per job: custom id ("" for none), name,
 -- data, opts (JSON), prio, lifo, delay_ms, settings (the `cfg` field, see `settings`),
 -- retention on complete.
--- Returns id, created (1/0) per job. Ids, the waiting list and the added event are written
+-- Returns id, created (1/0) per job; or '', max_jobs when the queue would hold more than
+-- max_jobs (then nothing is added). Ids, the waiting list and the added event are written
 -- once for the whole batch.
 local K = ARGV[1]
 local now = now_ms()
 local now_s = tostring(now)
 local n = 9
 local generated = 0
-for i = 2, #ARGV, n do
+local max_jobs = tonumber(ARGV[2])
+for i = 3, #ARGV, n do
   if ARGV[i] == '' then generated = generated + 1 end
+end
+if max_jobs >= 0 then
+  local new = generated
+  for i = 3, #ARGV, n do
+    if ARGV[i] ~= '' and rcall('EXISTS', jkey(K, ARGV[i])) == 0 then new = new + 1 end
+  end
+  local held = rcall('LLEN', K .. KEY.wait) + rcall('ZCARD', K .. KEY.prio) + rcall('ZCARD', K .. KEY.delayed)
+    + rcall('ZCARD', K .. KEY.active) + rcall('ZCARD', K .. KEY.completed) + rcall('ZCARD', K .. KEY.failed)
+  if new > 0 and held + new > max_jobs then return { '', max_jobs } end
 end
 local next_id = 0
 if generated > 0 then next_id = rcall('INCRBY', KEYS[1], generated) - generated end
 local out, added, back, front = {}, {}, {}, {}
-for i = 2, #ARGV, n do
+for i = 3, #ARGV, n do
   local custom = ARGV[i]
   local id
   local created = 1
