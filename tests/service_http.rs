@@ -28,6 +28,15 @@ async fn cli_enqueue_then_job_shows_the_export_completed() {
     let job = service.api.wait_state("export", &id, "completed").await;
     assert_eq!(job["return_value"]["output_key"], "exports/r.csv");
     assert_eq!(job["progress"], 100);
+    // The processor's own log lines carry the attempt's queue, job id and number.
+    let log = service.log();
+    let written = log
+        .lines()
+        .find(|l| l.contains("export written"))
+        .expect("the export's log line");
+    for field in ["queue=export", &format!("job_id={id}"), "attempt=1"] {
+        assert!(written.contains(field), "{field} missing: {written}");
+    }
 
     let out = service.cli(&["job", "export", &id]);
     assert!(out.status.success());

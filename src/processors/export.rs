@@ -268,7 +268,7 @@ impl Processor for ExportProcessor {
             .await
             .map_err(storage_error)?;
         ctx.progress(100).await;
-        tracing::info!(job_id = ctx.id(), output_key = %output_key, records = count, bytes, "export written");
+        tracing::info!(output_key = %output_key, records = count, bytes, "export written");
         Ok(json!({
             "output_key": output_key,
             "format": job.format.extension(),

@@ -21,6 +21,7 @@ use stagehand_core::{
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep, sleep_until};
+use tracing::Instrument;
 
 use super::slots::{Running, Slots};
 use super::{PoolExit, PoolSpec};
@@ -196,17 +197,22 @@ impl Engine {
         let processor = Arc::clone(&self.processor);
         let done = done.clone();
         let task_id = id.clone();
-        let handle = tokio::spawn(async move {
-            let result = run_attempt(processor.as_ref(), ctx).await;
-            // The loop only drops its receiver when it has stopped caring.
-            let _ = done.send(Finished {
-                slot,
-                id: task_id,
-                token,
-                attempt,
-                result,
-            });
-        });
+        // Every line the processor logs while it runs carries the attempt's context.
+        let span = tracing::info_span!("attempt", queue = %self.queue, job_id = %id, attempt);
+        let handle = tokio::spawn(
+            async move {
+                let result = run_attempt(processor.as_ref(), ctx).await;
+                // The loop only drops its receiver when it has stopped caring.
+                let _ = done.send(Finished {
+                    slot,
+                    id: task_id,
+                    token,
+                    attempt,
+                    result,
+                });
+            }
+            .instrument(span),
+        );
         self.slots.fill(
             slot,
             Running {
