@@ -134,7 +134,11 @@ async fn latency(url: &str) {
     let processor = processor_fn(move |ctx: JobContext| {
         let record = Arc::clone(&record);
         async move {
-            let sent = ctx.raw_data()["t"].as_u64().unwrap_or(0);
+            let sent = ctx
+                .data::<serde_json::Value>()
+                .ok()
+                .and_then(|v| v["t"].as_u64())
+                .unwrap_or(0);
             record.lock().push(micros().saturating_sub(sent));
             Ok(Value::Null)
         }

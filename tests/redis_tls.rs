@@ -99,7 +99,7 @@ async fn the_store_works_over_tls_with_a_password() {
         .await
         .expect("fetch");
     assert_eq!(active.len(), 1);
-    assert_eq!(active[0].job.data, json!({"over": "tls"}));
+    assert_eq!(active[0].job.data.to_value(), json!({"over": "tls"}));
     let done = store
         .complete(&added.id, active[0].token, json!("ok"))
         .await

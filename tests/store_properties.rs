@@ -105,7 +105,7 @@ async fn ids_live_apart(store: &dyn QueueStore, scan: Option<&str>, ids: Vec<Str
     for (id, _) in &valid {
         store.log(id, format!("line of {id}")).await.expect("log");
         let job = store.get(id).await.expect("get").expect("the job");
-        assert_eq!(job.data, json!({ "id": id }));
+        assert_eq!(job.data.to_value(), json!({ "id": id }));
         assert_eq!(job.logs, [format!("line of {id}")]);
         assert_eq!(&*job.id, id.as_str());
     }
@@ -249,7 +249,7 @@ async fn options_round_trip(store: &dyn QueueStore, options: Value) -> bool {
         .await
         .expect("an accepted job is stored");
     let job = store.get(&added.id).await.expect("get").expect("job");
-    assert_eq!(job.options, resolved, "options changed in the store");
+    assert_eq!(*job.options, resolved, "options changed in the store");
     // A job may fall due between two reads, so it is looked for in the state just read; it
     // moves at most once (delayed to ready) while no worker takes it.
     let mut listed = false;
@@ -271,7 +271,7 @@ async fn options_round_trip(store: &dyn QueueStore, options: Value) -> bool {
             .expect("a failure settles");
         let after = store.get(&added.id).await.expect("get");
         if let Some(after) = after {
-            assert_eq!(after.options, resolved);
+            assert_eq!(*after.options, resolved);
             store.list(after.state, 0, 1000).await.expect("list");
             if after.state == JobState::Active {
                 panic!("still active after settling");

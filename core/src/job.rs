@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::options::JobOptions;
 use crate::store::Outcome;
@@ -11,6 +12,67 @@ use crate::store::Outcome;
 /// A job's id: generated ids are decimal numbers; custom ids (`job_id`) may not be.
 /// Shared (`Arc<str>`), since the store, the worker and the events all hold it.
 pub type JobId = Arc<str>;
+
+/// A job's payload: its JSON text, compact, kept as text and parsed only by whoever reads it
+/// (a tree of `Value`s costs many times its text in memory). Cheap to clone.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Arc<RawValue>);
+
+impl Payload {
+    /// The payload holding `value`.
+    pub fn new(value: &Value) -> Payload {
+        serde_json::to_string(value)
+            .ok()
+            .and_then(|text| Payload::from_json(text).ok())
+            .unwrap_or_else(Payload::null)
+    }
+
+    /// The payload of this JSON text, if it is JSON.
+    pub fn from_json(text: String) -> Result<Payload, serde_json::Error> {
+        RawValue::from_string(text).map(|raw| Payload(Arc::from(raw)))
+    }
+
+    /// `null`.
+    pub fn null() -> Payload {
+        Payload(Arc::from(RawValue::NULL.to_owned()))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a `Value` tree.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = RawValue;
+    fn deref(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Payload {
+        Payload::new(&value)
+    }
+}
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,13 +182,13 @@ pub struct Job {
     /// Unique within its queue.
     pub id: JobId,
     /// The queue it belongs to.
-    pub queue: String,
+    pub queue: Arc<str>,
     /// A name the processor may dispatch on.
     pub name: String,
-    /// The payload.
-    pub data: Value,
-    /// Options with the queue's defaults filled in.
-    pub options: JobOptions,
+    /// The payload, as JSON text.
+    pub data: Payload,
+    /// Options with the queue's defaults filled in (shared by jobs added with the same ones).
+    pub options: Arc<JobOptions>,
     /// Current state.
     pub state: JobState,
     /// Last reported progress (a number or any JSON value).
@@ -162,16 +224,16 @@ impl Job {
     /// A new job as `add` stores it, before it is placed in a state.
     pub fn new(
         id: JobId,
-        queue: &str,
+        queue: Arc<str>,
         name: String,
-        data: Value,
-        options: JobOptions,
+        data: Payload,
+        options: Arc<JobOptions>,
         now: u64,
     ) -> Job {
         let run_at = now.saturating_add(options.delay_ms);
         Job {
             id,
-            queue: queue.to_string(),
+            queue,
             name,
             data,
             options,

@@ -17,7 +17,7 @@ pub mod store;
 pub mod conformance;
 
 pub use error::StoreError;
-pub use job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
+pub use job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState, Payload};
 pub use memory::MemoryStore;
 pub use options::{Backoff, JobOptions, JobOptionsInput, OptionsError, Retention};
 pub use processor::{

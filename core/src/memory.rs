@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
-use crate::options::Retention;
+use crate::options::{JobOptions, Retention};
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
     RecoverReport, SettleResult, Settlement, WorkSignal, check_new_jobs, stored_states,
@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_JOBS: u64 = 1_000_000;
 
 /// An in-memory queue store.
 pub struct MemoryStore {
-    queue: String,
+    queue: Arc<str>,
     shared: Arc<Shared>,
     events: broadcast::Sender<JobEvent>,
     max_jobs: Option<u64>,
@@ -61,8 +61,15 @@ struct Entry {
     seq: u64,
     lease: Option<Lease>,
     /// Progress and logs change while a worker holds `job`, so they live beside it (no copy
-    /// of the job per report) and are merged in when the job is read.
-    progress: Value,
+    /// of the job per report) and are merged in when the job is read; boxed, since most jobs
+    /// never report either.
+    reports: Option<Box<Reports>>,
+}
+
+/// What a job reported while it ran.
+#[derive(Default)]
+struct Reports {
+    progress: Option<Value>,
     logs: Vec<String>,
 }
 
@@ -72,9 +79,26 @@ impl Entry {
             job: Arc::new(job),
             seq: 0,
             lease: None,
-            progress: Value::from(0),
-            logs: Vec::new(),
+            reports: None,
         }
+    }
+
+    fn progress(&self) -> Value {
+        self.reports
+            .as_ref()
+            .and_then(|r| r.progress.clone())
+            .unwrap_or(Value::from(0))
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.reports
+            .as_ref()
+            .map(|r| r.logs.clone())
+            .unwrap_or_default()
+    }
+
+    fn reports(&mut self) -> &mut Reports {
+        self.reports.get_or_insert_with(Box::default)
     }
 }
 
@@ -103,6 +127,8 @@ struct Inner {
     completed: BTreeMap<(u64, u64), JobId>,
     failed: BTreeMap<(u64, u64), JobId>,
     paused: bool,
+    /// The options of the last job added, for the next to share if they are the same.
+    last_options: Option<Arc<JobOptions>>,
 }
 
 /// Where a ready job stands among jobs of its priority: by placement order, newest first
@@ -131,7 +157,7 @@ impl MemoryStore {
         let (work, _) = watch::channel(0);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         MemoryStore {
-            queue: queue.into(),
+            queue: Arc::from(queue.into()),
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner::default()),
                 work,
@@ -157,7 +183,7 @@ impl MemoryStore {
         for (id, kind) in events {
             // No receiver left is not an error: nobody is following.
             let _ = self.events.send(JobEvent {
-                queue: self.queue.clone(),
+                queue: self.queue.to_string(),
                 id,
                 kind,
                 at,
@@ -360,7 +386,7 @@ impl Inner {
         let keep = entry.job.options.remove_on_fail;
         let mut ended = Job::clone(&entry.job);
         ended.state = JobState::Failed;
-        ended.progress = entry.progress.clone();
+        ended.progress = entry.progress();
         if keep == Retention::RemoveAll {
             self.jobs.remove(id);
         } else {
@@ -450,8 +476,8 @@ impl Inner {
     /// The state a reader sees: ready jobs of a paused queue show as paused.
     fn visible(&self, entry: &Entry) -> Job {
         let mut job = Job::clone(&entry.job);
-        job.progress = entry.progress.clone();
-        job.logs = entry.logs.clone();
+        job.progress = entry.progress();
+        job.logs = entry.logs();
         if self.paused && matches!(job.state, JobState::Waiting | JobState::Prioritized) {
             job.state = JobState::Paused;
         }
@@ -526,12 +552,21 @@ impl QueueStore for MemoryStore {
                         inner.next_id.to_string().into()
                     }
                 };
+                // Jobs added with the same options (the queue's defaults, mostly) share them.
+                let options = match &inner.last_options {
+                    Some(last) if **last == new.options => Arc::clone(last),
+                    _ => {
+                        let fresh = Arc::new(new.options);
+                        inner.last_options = Some(Arc::clone(&fresh));
+                        fresh
+                    }
+                };
                 let job = Job::new(
                     id.clone(),
-                    &self.queue,
+                    Arc::clone(&self.queue),
                     new.name,
                     new.data,
-                    new.options,
+                    options,
                     now,
                 );
                 let state = if job.options.delay_ms > 0 {
@@ -718,7 +753,7 @@ impl QueueStore for MemoryStore {
                 .jobs
                 .get_mut(id)
                 .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            entry.progress = value.clone();
+            entry.reports().progress = Some(value.clone());
         }
         self.publish(vec![(id.into(), JobEventKind::Progress { value })]);
         Ok(())
@@ -730,10 +765,11 @@ impl QueueStore for MemoryStore {
             .jobs
             .get_mut(id)
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        if entry.logs.len() >= Job::MAX_LOGS {
-            entry.logs.remove(0);
+        let logs = &mut entry.reports().logs;
+        if logs.len() >= Job::MAX_LOGS {
+            logs.remove(0);
         }
-        entry.logs.push(line);
+        logs.push(line);
         Ok(())
     }
 

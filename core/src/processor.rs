@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
@@ -150,14 +151,15 @@ impl JobContext {
         self.job.attempts_made
     }
 
-    /// The payload as JSON.
-    pub fn raw_data(&self) -> &Value {
+    /// The payload as JSON text.
+    pub fn raw_data(&self) -> &RawValue {
         &self.job.data
     }
 
-    /// The payload as `T`; data of the wrong shape is unrecoverable (no retry will fix it).
+    /// The payload as `T` (`serde_json::Value` for any JSON); data of the wrong shape is
+    /// unrecoverable (no retry will fix it).
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, ProcessError> {
-        T::deserialize(&self.job.data)
+        serde_json::from_str(self.job.data.get())
             .map_err(|e| ProcessError::unrecoverable(format!("job data does not fit: {e}")))
     }
 

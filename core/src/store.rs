@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::error::StoreError;
-use crate::job::{Job, JobId, JobState};
+use crate::job::{Job, JobId, JobState, Payload};
 use crate::options::JobOptions;
 
 /// A job to add: its name, payload and resolved options.
@@ -18,15 +18,20 @@ use crate::options::JobOptions;
 pub struct NewJob {
     /// The job's name.
     pub name: String,
-    /// The payload.
-    pub data: Value,
+    /// The payload, as JSON text.
+    pub data: Payload,
     /// Options with defaults filled in.
     pub options: JobOptions,
 }
 
 impl NewJob {
-    /// A job with the default options.
+    /// A job with this payload and the default options.
     pub fn new(name: impl Into<String>, data: Value) -> NewJob {
+        NewJob::raw(name, Payload::new(&data))
+    }
+
+    /// A job with a payload that is JSON text already.
+    pub fn raw(name: impl Into<String>, data: Payload) -> NewJob {
         NewJob {
             name: name.into(),
             data,

@@ -40,7 +40,7 @@ impl JobRequest {
             .map_err(|e| ApiError::BadRequest(format!("{at}{e}")))?;
         Ok(NewJob {
             name: self.name,
-            data: self.data,
+            data: self.data.into(),
             options,
         })
     }

@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::StoreError;
-use crate::job::{AttemptOutcome, AttemptRecord, Job, JobState};
+use crate::job::{AttemptOutcome, AttemptRecord, Job, JobState, Payload};
 use crate::options::JobOptions;
 
 /// `{ id, hash fields (in [`FIELDS`] order), history entries, log lines }`.
@@ -71,10 +71,10 @@ pub(super) fn decode_job(
         });
     }
     Ok(Job {
-        queue: queue.to_string(),
+        queue: queue.into(),
         name: text("name")?.to_string(),
-        data: json(&id, "data", text("data")?)?,
-        options: json::<JobOptions>(&id, "opts", text("opts")?)?,
+        data: Payload::from_json(text("data")?.to_string()).map_err(|e| corrupt(&id, "data", e))?,
+        options: std::sync::Arc::new(json::<JobOptions>(&id, "opts", text("opts")?)?),
         state,
         progress: get("progress")
             .map(|p| json::<Value>(&id, "progress", p))

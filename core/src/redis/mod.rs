@@ -247,8 +247,7 @@ impl QueueStore for RedisStore {
         for job in &jobs {
             let o = &job.options;
             let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let data =
-                serde_json::to_string(&job.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let data = job.data.get();
             // The `cfg` field: what only the rarer paths of the scripts read (lib.lua `settings`).
             let cfg = format!(
                 "{} {} {}",
