@@ -45,8 +45,9 @@ pub enum StorageError {
     },
 }
 
-/// The longest name one path segment may have (most filesystems' limit, in bytes).
-const MAX_SEGMENT: usize = 255;
+/// The longest name one path segment may have, in bytes: most filesystems' limit (255) less
+/// room for the suffix a local write's staging file adds (`#N`).
+const MAX_SEGMENT: usize = 240;
 /// Top-level names the processors write under by default: a file there would block them.
 const RESERVED: [&str; 1] = ["exports"];
 
@@ -141,7 +142,7 @@ impl Storage {
     /// Writes `bytes` under `key`, replacing what was there.
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
         let path = Self::path(key)?;
-        if RESERVED.contains(&key) {
+        if RESERVED.contains(&path.as_ref()) {
             return Err(StorageError::InvalidKey {
                 key: key.into(),
                 reason: "reserved: the default exports are written under it".into(),
@@ -226,6 +227,13 @@ mod tests {
     async fn keys_that_would_shadow_a_directory_or_that_no_filesystem_holds_are_refused() {
         let (_root, _outside, storage) = storage();
         refused(storage.put("exports", Bytes::from_static(b"x")).await);
+        refused(storage.put("exports/", Bytes::from_static(b"x")).await);
+        refused(storage.put("/exports", Bytes::from_static(b"x")).await);
+        let longest = "b".repeat(MAX_SEGMENT);
+        storage
+            .put(&format!("x/{longest}"), Bytes::from_static(b"x"))
+            .await
+            .expect("the longest segment allowed is written");
         storage
             .put("dir/file", Bytes::from_static(b"x"))
             .await

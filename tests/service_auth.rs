@@ -117,6 +117,48 @@ async fn tokens_decide_who_may_read_and_who_may_change() {
 
     assert_eq!(call(base, get.clone(), "/health", None, None).await.0, 200);
     assert_eq!(call(base, get.clone(), "/ready", None, None).await.0, 200);
+    assert_eq!(
+        call(base, reqwest::Method::HEAD, "/health", None, None)
+            .await
+            .0,
+        200
+    );
+    // Only those exact paths are open: a job whose id is `health` or `ready` is not.
+    let (status, _) = call(
+        base,
+        post.clone(),
+        "/api/queues/email/jobs",
+        Some(ADMIN),
+        Some(json!({"name": "h", "options": {"job_id": "health"}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for path in [
+        "/api/queues/email/jobs/health",
+        "/api/queues/email/jobs/ready",
+        "/api/queues/health",
+        "/health/",
+    ] {
+        let (status, body) = call(base, get.clone(), path, None, None).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let (status, _) = call(
+        base,
+        reqwest::Method::DELETE,
+        "/api/queues/email/jobs/health",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // The scheme's name is case-insensitive.
+    let lower = reqwest::Client::new()
+        .get(format!("{base}/api/queues"))
+        .header("Authorization", format!("bearer {READER}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(lower.status().as_u16(), 200);
 
     // The CLI sends --token (or STAGEHAND_TOKEN).
     let out = service.cli(&["stats", "email"]);
@@ -200,4 +242,28 @@ async fn bad_token_settings_stop_the_service_naming_the_key() {
         assert!(err.contains(named), "{toml}: {err}");
         assert!(!err.contains("short\""), "{err}");
     }
+
+    // An error that would quote a token does not.
+    for toml in [
+        "[[http.tokens]]\nname = \"a\"\nrole = \"admin\"\ntoken = \"SECRETSECRETSECRET1\" x\n",
+        "[http]\ntokens = \"SECRETSECRETSECRET1\"\n",
+    ] {
+        std::fs::write(&file, toml).expect("write");
+        let (code, err) =
+            refused_start(dir.path(), &["--config", file.to_str().expect("path")], &[]);
+        assert_eq!(code, Some(2), "{toml}: {err}");
+        assert!(
+            !err.contains("SECRETSECRETSECRET1"),
+            "the token was quoted: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_env_named_like_a_token_is_not_read_as_a_setting() {
+    let toml = "[[http.tokens]]\nname = \"ops\"\nrole = \"admin\"\ntoken_env = \"STAGEHAND_ADMIN_TOKEN\"\n";
+    let service = Service::start_with(toml, &[("STAGEHAND_ADMIN_TOKEN", ADMIN)]).await;
+    let base = service.api.base.as_str();
+    let (status, _) = call(base, reqwest::Method::GET, "/api/queues", Some(ADMIN), None).await;
+    assert_eq!(status, 200);
 }

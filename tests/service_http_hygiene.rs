@@ -33,6 +33,21 @@ async fn a_wrong_method_is_a_405_naming_the_allowed_ones() {
         let body: serde_json::Value = r.json().await.expect("a JSON body");
         assert_eq!(body["error"], "method_not_allowed", "{body}");
     }
+    // `bulk` is a job id like any other for GET and DELETE.
+    let (status, _) = service
+        .api
+        .post(
+            "/api/queues/email/jobs",
+            &serde_json::json!({"name": "b", "options": {"job_id": "bulk"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, job) = service.api.get("/api/queues/email/jobs/bulk").await;
+    assert_eq!((status, job["id"].as_str()), (200, Some("bulk")));
+    assert_eq!(
+        service.api.delete("/api/queues/email/jobs/bulk").await.0,
+        200
+    );
     let (status, body) = service.api.get("/no/such/route").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");

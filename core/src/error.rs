@@ -51,10 +51,14 @@ pub enum StoreError {
     /// Input the store refuses (a job id it cannot hold, say); nothing changed.
     #[error("{0}")]
     Invalid(String),
-    /// The queue holds `max_jobs` jobs already; nothing was added.
-    #[error("queue is full: it holds its maximum of {max} jobs (queues.<name>.max_jobs)")]
+    /// The queue holds `max_jobs` unfinished jobs already; nothing was added.
+    #[error(
+        "queue '{queue}' is full: it holds its maximum of {max} unfinished jobs (queues.{queue}.max_jobs)"
+    )]
     QueueFull {
-        /// The queue's `max_jobs`.
+        /// The queue.
+        queue: String,
+        /// Its `max_jobs`.
         max: u64,
     },
 }

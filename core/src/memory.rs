@@ -521,17 +521,22 @@ impl QueueStore for MemoryStore {
         {
             let mut inner = self.lock();
             if let Some(max) = self.max_jobs {
+                // New jobs: every generated id, and each custom id once unless it exists.
+                let mut custom = HashSet::new();
                 let new = jobs
                     .iter()
-                    .filter(|j| {
-                        j.options
-                            .job_id
-                            .as_deref()
-                            .is_none_or(|id| !inner.jobs.contains_key(id))
+                    .filter(|j| match j.options.job_id.as_deref() {
+                        None => true,
+                        Some(id) => !inner.jobs.contains_key(id) && custom.insert(id),
                     })
                     .count() as u64;
-                if new > 0 && inner.jobs.len() as u64 + new > max {
-                    return Err(StoreError::QueueFull { max });
+                let unfinished =
+                    (inner.jobs.len() - inner.completed.len() - inner.failed.len()) as u64;
+                if new > 0 && unfinished + new > max {
+                    return Err(StoreError::QueueFull {
+                        queue: self.queue.to_string(),
+                        max,
+                    });
                 }
             }
             inner.jobs.reserve(jobs.len());

@@ -177,9 +177,13 @@ impl Failure {
 /// Sends a request; a non-2xx answer becomes its `error: detail`.
 async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, Failure> {
     let response = request.send().await.map_err(|e| {
-        let message =
-            format!("cannot reach {url}: {e} (is `stagehand serve` running? see --server)");
-        if e.is_builder() {
+        let builder = e.is_builder();
+        let shown = crate::backend::redacted(url);
+        let message = format!(
+            "cannot reach {shown}: {} (is `stagehand serve` running? see --server)",
+            e.without_url()
+        );
+        if builder {
             Failure::Final(format!(
                 "{message}; --server takes a URL such as http://127.0.0.1:8080"
             ))
@@ -188,10 +192,13 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, Fail
         }
     })?;
     let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .map_err(|e| Failure::Final(format!("{url} answered {status} without JSON: {e}")))?;
+    let body: Value = response.json().await.map_err(|e| {
+        Failure::Final(format!(
+            "{} answered {status} without JSON: {}",
+            crate::backend::redacted(url),
+            e.without_url()
+        ))
+    })?;
     if status.is_success() {
         return Ok(body);
     }

@@ -12,8 +12,10 @@ use super::load::ConfigError;
 const CLI_VARS: [&str; 2] = ["STAGEHAND_SERVER", "STAGEHAND_CONFIG"];
 const PREFIX: &str = "STAGEHAND_";
 /// Variables that hold tokens (the CLI's `STAGEHAND_TOKEN`, or ones `http.tokens` names with
-/// `token_env`), not settings.
+/// `token_env`), not settings: names that start `STAGEHAND_TOKEN` or end `_TOKEN` (no
+/// setting's does).
 const TOKEN_PREFIX: &str = "STAGEHAND_TOKEN";
+const TOKEN_SUFFIX: &str = "_TOKEN";
 
 /// What an override sets a key to.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,7 @@ pub(super) fn overrides(
         if !name.starts_with(PREFIX)
             || CLI_VARS.contains(&name.as_str())
             || name.starts_with(TOKEN_PREFIX)
+            || name.ends_with(TOKEN_SUFFIX)
         {
             continue;
         }

@@ -13,6 +13,10 @@ pub enum ConfigError {
     /// The file or an override could not be read or does not fit the schema.
     #[error("config: {0}")]
     Load(#[from] config::ConfigError),
+    /// The file or an override does not fit the schema, told with its quoted values hidden
+    /// (they may hold a token).
+    #[error("config: {0}")]
+    Redacted(String),
     /// A value is out of range or inconsistent; `key` names it.
     #[error("config: {key}: {problem}")]
     Invalid {
@@ -33,8 +37,46 @@ impl ConfigError {
 }
 
 /// Loads settings from the defaults, `file` (TOML) if given, and the environment `vars`
-/// (pass `std::env::vars()`), and validates them.
+/// (pass `std::env::vars()`), and validates them. An error that would quote a token (a
+/// syntax error on its line, a token of the wrong type) is told without the quote.
 pub fn load(
+    file: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    load_unredacted(file, vars).map_err(|err| match err {
+        ConfigError::Load(e) if e.to_string().to_ascii_lowercase().contains("token") => {
+            ConfigError::Redacted(without_quotes(&e.to_string()))
+        }
+        other => other,
+    })
+}
+
+/// `text` with every double-quoted string shown as `"***"` and no quoted source lines (a
+/// TOML syntax error quotes the line it stopped on).
+fn without_quotes(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines().filter(|l| !l.contains('|')) {
+        let mut quoted = false;
+        for c in line.chars() {
+            match (c, quoted) {
+                ('"', false) => {
+                    out.push_str("\"***");
+                    quoted = true;
+                }
+                ('"', true) => {
+                    out.push('"');
+                    quoted = false;
+                }
+                (c, false) => out.push(c),
+                (_, true) => {}
+            }
+        }
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
+
+fn load_unredacted(
     file: Option<&Path>,
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
@@ -60,4 +102,23 @@ pub fn load(
     let settings: Settings = builder.build()?.try_deserialize()?;
     settings.validate()?;
     Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_quotes;
+
+    #[test]
+    fn quoted_values_are_hidden() {
+        assert_eq!(
+            without_quotes("invalid type: string \"s3cret\", expected a sequence"),
+            "invalid type: string \"***\", expected a sequence"
+        );
+        assert_eq!(
+            without_quotes(
+                "TOML parse error at line 4\n4 | token = \"s3cret\" x\n  |  ^\nexpected newline"
+            ),
+            "TOML parse error at line 4\nexpected newline"
+        );
+    }
 }

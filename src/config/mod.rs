@@ -74,8 +74,8 @@ pub struct TokenSettings {
     /// The token itself; or
     #[serde(default)]
     pub token: Option<String>,
-    /// the environment variable holding it (a name starting `STAGEHAND_TOKEN` is not read as
-    /// a setting).
+    /// the environment variable holding it (a name starting `STAGEHAND_TOKEN` or ending
+    /// `_TOKEN` is not read as a setting).
     #[serde(default)]
     pub token_env: Option<String>,
 }
@@ -131,8 +131,9 @@ pub struct QueueSettings {
     pub max_stalled: u32,
     /// Fetch–run–settle loops sharing the slots; 2 keeps Redis busy while jobs run.
     pub loops: usize,
-    /// The most jobs the queue holds, in all states; a full queue refuses adds (503
-    /// `queue_full`). Unset: 1,000,000 on the memory store, no limit on Redis.
+    /// The most unfinished jobs (waiting, delayed, prioritized, active) the queue holds; a full
+    /// queue refuses adds (503 `queue_full`). Finished jobs are bounded by their retention.
+    /// Unset: 1,000,000 on the memory store, no limit on Redis.
     pub max_jobs: Option<u64>,
 }
 

@@ -103,6 +103,12 @@ impl Settings {
                     ),
                 ));
             }
+            if tokens.iter().any(|other: &Token| other.secret == secret) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.token"),
+                    "the same token is given twice; each token needs its own secret",
+                ));
+            }
             tokens.push(Token {
                 name: t.name.clone(),
                 role: t.role,

@@ -50,6 +50,9 @@ pub struct Auth {
     tokens: Arc<Vec<Token>>,
     /// Whether `/ready` answers without a token.
     pub ready_public: bool,
+    /// Where the API is mounted (`""` at the root): the open paths are exactly
+    /// `{prefix}/health` and `{prefix}/ready`.
+    prefix: String,
 }
 
 impl Auth {
@@ -58,7 +61,23 @@ impl Auth {
         Auth {
             tokens: Arc::new(tokens),
             ready_public,
+            prefix: String::new(),
         }
+    }
+
+    /// The same rules for an API mounted under `prefix`.
+    pub(super) fn mounted_at(mut self, prefix: &str) -> Auth {
+        self.prefix = prefix.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Whether `path` is open to all: exactly the health check, and the readiness check
+    /// when it is public.
+    fn is_open(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(self.prefix.as_str()) else {
+            return false;
+        };
+        rest == "/health" || (self.ready_public && rest == "/ready")
     }
 
     /// Whether any token is configured.
@@ -84,15 +103,17 @@ impl Auth {
             return Ok(());
         }
         let path = req.path();
-        if path.ends_with("/health") || (self.ready_public && path.ends_with("/ready")) {
+        if self.is_open(path) {
             return Ok(());
         }
+        // The scheme's name is case-insensitive (RFC 7235).
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         let Some(presented) = presented else {
             return Err(unauthorized(
                 "send Authorization: Bearer <token> (http.tokens)",
@@ -147,7 +168,27 @@ pub(super) async fn check(
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
+
+    #[test]
+    fn only_the_exact_health_and_ready_paths_are_open() {
+        let auth = Auth::new(Vec::new(), true).mounted_at("/jobs");
+        assert!(auth.is_open("/jobs/health"));
+        assert!(auth.is_open("/jobs/ready"));
+        for path in [
+            "/jobs/api/queues/email/jobs/health",
+            "/jobs/api/queues/health",
+            "/health",
+            "/jobs/health/",
+            "/jobs/ready/x",
+            "/jobsx/health",
+        ] {
+            assert!(!auth.is_open(path), "{path}");
+        }
+        let closed_ready = Auth::new(Vec::new(), false);
+        assert!(closed_ready.is_open("/health"));
+        assert!(!closed_ready.is_open("/ready"));
+    }
 
     #[test]
     fn tokens_compare_equal_only_when_equal() {

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use stagehand_core::options::validate_job_id;
 use stagehand_core::{JobId, JobOptions, JobOptionsInput, JobState, NewJob};
 
 use super::{ApiError, ApiState};
@@ -83,7 +84,12 @@ pub(super) async fn add(
             ApiError::BadRequest(format!("{IDEMPOTENCY_KEY}: must be visible ASCII"))
         })?;
         match &body.options.job_id {
-            None => body.options.job_id = Some(key.to_string()),
+            None => {
+                validate_job_id(key).map_err(|e| {
+                    ApiError::BadRequest(format!("{IDEMPOTENCY_KEY}: {}", e.problem))
+                })?;
+                body.options.job_id = Some(key.to_string());
+            }
             Some(id) if id == key => {}
             Some(id) => {
                 return Err(ApiError::BadRequest(format!(
@@ -108,10 +114,10 @@ pub(super) async fn add(
 
 pub(super) async fn add_bulk(
     state: web::Data<ApiState>,
-    path: web::Path<String>,
+    path: web::Path<(String, String)>,
     body: web::Json<BulkRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let queue = state.queue(&path)?;
+    let queue = state.queue(&path.0)?;
     let requests = body.into_inner().jobs;
     if requests.is_empty() || requests.len() > MAX_BULK {
         return Err(ApiError::BadRequest(format!(

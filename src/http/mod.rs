@@ -103,7 +103,7 @@ pub fn scope(
         .limit(state.max_body_bytes)
         .error_handler(error::json_error);
     let query_config = web::QueryConfig::default().error_handler(error::query_error);
-    let auth = state.auth.clone();
+    let auth = state.auth.clone().mounted_at(path);
     let timeout = state.request_timeout;
     web::scope(path)
         .wrap(actix_web::middleware::from_fn(move |req, next| {
@@ -115,8 +115,16 @@ pub fn scope(
         .app_data(web::Data::new(state))
         .app_data(json_config)
         .app_data(query_config)
-        .service(resource("/health", "GET").route(web::get().to(health)))
-        .service(resource("/ready", "GET").route(web::get().to(ready)))
+        .service(
+            resource("/health", "GET, HEAD")
+                .route(web::get().to(health))
+                .route(web::head().to(health)),
+        )
+        .service(
+            resource("/ready", "GET, HEAD")
+                .route(web::get().to(ready))
+                .route(web::head().to(ready)),
+        )
         .service(resource("/api/queues", "GET").route(web::get().to(queues::list)))
         .service(resource("/api/queues/{queue}", "GET").route(web::get().to(queues::show)))
         .service(resource("/api/queues/{queue}/pause", "POST").route(web::post().to(queues::pause)))
@@ -128,8 +136,12 @@ pub fn scope(
                 .route(web::post().to(jobs::add))
                 .route(web::get().to(jobs::list)),
         )
+        // `bulk` is the bulk route for POST, and a job's id like any other for GET and DELETE.
         .service(
-            resource("/api/queues/{queue}/jobs/bulk", "POST").route(web::post().to(jobs::add_bulk)),
+            resource("/api/queues/{queue}/jobs/{id:bulk}", "GET, POST, DELETE")
+                .route(web::post().to(jobs::add_bulk))
+                .route(web::get().to(jobs::show))
+                .route(web::delete().to(jobs::remove)),
         )
         .service(
             resource("/api/queues/{queue}/jobs/{id}", "GET, DELETE")

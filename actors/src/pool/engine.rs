@@ -64,7 +64,7 @@ pub(super) struct Engine {
 fn error_backoff() -> ExponentialBackoff {
     ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(5))
+        .with_max_delay(Duration::from_secs(2))
         .with_jitter()
         .without_max_times()
         .build()
@@ -444,7 +444,7 @@ impl Engine {
     /// A store call failed: say so (once), then wait a growing delay.
     async fn pause_after(&mut self, err: StoreError, during: &str) {
         self.store_failed(&err, during);
-        let delay = self.errors.next().unwrap_or(Duration::from_secs(5));
+        let delay = self.errors.next().unwrap_or(Duration::from_secs(2));
         tracing::debug!(queue = %self.queue, error = %err, during, delay_ms = delay.as_millis() as u64, "store call failed; retrying");
         sleep(delay).await;
     }

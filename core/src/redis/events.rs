@@ -176,7 +176,8 @@ pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<
                 Err(err) => {
                     drop(this);
                     if !failing {
-                        tracing::warn!(queue = %queue, error = %err, "following job events failed; retrying every second");
+                        // The pools tell the outage; this only says what it means for events.
+                        tracing::info!(queue = %queue, error = %err, "following job events paused until Redis answers; retrying every second");
                     }
                     failing = true;
                     conn = None;

@@ -272,7 +272,10 @@ impl QueueStore for RedisStore {
         if let Some((id, max)) = flat.first()
             && id.is_empty()
         {
-            return Err(StoreError::QueueFull { max: *max });
+            return Err(StoreError::QueueFull {
+                queue: self.queue.clone(),
+                max: *max,
+            });
         }
         Ok(flat
             .into_iter()

@@ -14,12 +14,18 @@ for i = 3, #ARGV, n do
   if ARGV[i] == '' then generated = generated + 1 end
 end
 if max_jobs >= 0 then
-  local new = generated
+  -- New jobs: every generated id, and each custom id once unless it exists. Only unfinished
+  -- jobs count; finished ones are bounded by their retention.
+  local new, seen = generated, {}
   for i = 3, #ARGV, n do
-    if ARGV[i] ~= '' and rcall('EXISTS', jkey(K, ARGV[i])) == 0 then new = new + 1 end
+    local custom = ARGV[i]
+    if custom ~= '' and not seen[custom] and rcall('EXISTS', jkey(K, custom)) == 0 then
+      seen[custom] = true
+      new = new + 1
+    end
   end
-  local held = rcall('LLEN', K .. KEY.wait) + rcall('ZCARD', K .. KEY.prio) + rcall('ZCARD', K .. KEY.delayed)
-    + rcall('ZCARD', K .. KEY.active) + rcall('ZCARD', K .. KEY.completed) + rcall('ZCARD', K .. KEY.failed)
+  local held = rcall('LLEN', K .. KEY.wait) + rcall('ZCARD', K .. KEY.prio)
+    + rcall('ZCARD', K .. KEY.delayed) + rcall('ZCARD', K .. KEY.active)
   if new > 0 and held + new > max_jobs then return { '', max_jobs } end
 end
 local next_id = 0
