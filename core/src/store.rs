@@ -176,6 +176,42 @@ pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The state a reader sees for a job stored in `state`: on a paused queue a ready job is
+/// `paused`. With [`stored_states`], the one definition of the paused view.
+pub fn seen_state(state: JobState, paused: bool) -> JobState {
+    match state {
+        JobState::Waiting | JobState::Prioritized if paused => JobState::Paused,
+        other => other,
+    }
+}
+
+/// Which slices of `parts` (in order, as one list) a page of `offset` and `limit` covers:
+/// `(part, skip, take)` each, given how many jobs `len(part)` says each part holds.
+pub fn page_plan(
+    parts: &[JobState],
+    len: impl Fn(JobState) -> usize,
+    offset: usize,
+    limit: usize,
+) -> Vec<(JobState, usize, usize)> {
+    let mut plan = Vec::new();
+    let (mut skip, mut room) = (offset, limit);
+    for &part in parts {
+        if room == 0 {
+            break;
+        }
+        let held = len(part);
+        if skip >= held {
+            skip -= held;
+            continue;
+        }
+        let take = room.min(held - skip);
+        plan.push((part, skip, take));
+        room -= take;
+        skip = 0;
+    }
+    plan
+}
+
 /// The stored states that make up what `state` shows on a queue that is (or is not) paused:
 /// the paused view, defined once for every store. A paused queue's ready jobs (waiting, then
 /// prioritized) show as `paused`, and `waiting` and `prioritized` show nothing.
@@ -405,4 +441,36 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Follows this queue's job events.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paused_view_is_one_definition() {
+        use JobState::*;
+        assert_eq!(stored_states(Paused, true), [Waiting, Prioritized]);
+        assert!(stored_states(Paused, false).is_empty());
+        assert!(stored_states(Waiting, true).is_empty());
+        assert_eq!(stored_states(Waiting, false), [Waiting]);
+        assert_eq!(seen_state(Prioritized, true), Paused);
+        assert_eq!(seen_state(Delayed, true), Delayed);
+        assert_eq!(seen_state(Waiting, false), Waiting);
+    }
+
+    #[test]
+    fn a_page_spans_parts_in_order() {
+        use JobState::*;
+        let len = |s: JobState| if s == Waiting { 3 } else { 5 };
+        let parts = [Waiting, Prioritized];
+        assert_eq!(page_plan(&parts, len, 0, 2), [(Waiting, 0, 2)]);
+        assert_eq!(
+            page_plan(&parts, len, 2, 4),
+            [(Waiting, 2, 1), (Prioritized, 0, 3)]
+        );
+        assert_eq!(page_plan(&parts, len, 4, 10), [(Prioritized, 1, 4)]);
+        assert!(page_plan(&parts, len, 8, 10).is_empty());
+        assert!(page_plan(&parts, len, 0, 0).is_empty());
+    }
 }

@@ -70,3 +70,45 @@ pub(super) fn classify_write(err: RedisError) -> StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_script_error_shows_its_code_and_nothing_of_the_script() {
+        let err = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "An error was signalled by the server",
+            "Error running script (call to f_0123456789abcdef0123456789abcdef01234567): @user_script:42: WRONGTYPE".to_string(),
+        ));
+        let shown = classify_write(err).to_string();
+        assert!(!shown.contains("f_0123"), "{shown}");
+        assert!(!shown.contains("user_script"), "{shown}");
+        assert!(
+            shown.contains("did not answer"),
+            "a script that failed part way: {shown}"
+        );
+    }
+
+    #[test]
+    fn a_refused_connection_surely_ran_nothing_and_a_lost_one_may_have() {
+        let refused = RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(
+            classify_write(refused),
+            StoreError::Unavailable { .. }
+        ));
+        let lost = RedisError::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(matches!(
+            classify_write(lost),
+            StoreError::OutcomeUnknown { .. }
+        ));
+        let timed_out = RedisError::from(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(matches!(
+            classify_write(timed_out),
+            StoreError::OutcomeUnknown { .. }
+        ));
+    }
+}

@@ -23,7 +23,7 @@ use crate::job::{Job, JobId, JobState};
 use crate::options::Retention;
 use crate::store::{
     ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport,
-    SettleResult, Settlement, WorkSignal, check_new_jobs, stored_states,
+    SettleResult, Settlement, WorkSignal, check_new_jobs, page_plan, seen_state, stored_states,
 };
 use codec::{RawJob, decode_job};
 pub use conn::{Conn, DEFAULT_COMMAND_TIMEOUT, SingleClient, Target};
@@ -165,9 +165,7 @@ impl RedisStore {
 
     fn decode(&self, raw: RawJob, paused: bool) -> Result<Job, StoreError> {
         let mut job = decode_job(&self.queue, raw)?;
-        if paused && matches!(job.state, JobState::Waiting | JobState::Prioritized) {
-            job.state = JobState::Paused;
-        }
+        job.state = seen_state(job.state, paused);
         Ok(job)
     }
 
@@ -414,29 +412,29 @@ impl QueueStore for RedisStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
-        match state {
-            JobState::Paused => {
-                // Raw counts: [waiting, active, delayed, prioritized, completed, failed, paused].
-                let raw: Vec<u64> = self.admin("counts", &[]).await?;
-                let (Some(&waiting), Some(&1)) = (raw.first(), raw.get(6)) else {
-                    return Ok(Vec::new());
-                };
-                let (_, mut jobs) = self.list_raw("waiting", offset, limit).await?;
-                if jobs.len() < limit {
-                    let skip = offset.saturating_sub(waiting as usize);
-                    let (_, more) = self
-                        .list_raw("prioritized", skip, limit - jobs.len())
-                        .await?;
-                    jobs.extend(more);
-                }
-                Ok(jobs)
-            }
-            _ => {
-                let (paused, jobs) = self.list_raw(state.as_str(), offset, limit).await?;
-                let hidden = paused && matches!(state, JobState::Waiting | JobState::Prioritized);
-                Ok(if hidden { Vec::new() } else { jobs })
-            }
+        // Raw counts: [waiting, active, delayed, prioritized, completed, failed, paused].
+        let c: Vec<u64> = self.admin("counts", &[]).await?;
+        if c.len() != 7 {
+            return Err(StoreError::Corrupt(format!("counts answered {c:?}")));
         }
+        let held = |part: JobState| -> usize {
+            let n = match part {
+                JobState::Waiting => c[0],
+                JobState::Active => c[1],
+                JobState::Delayed => c[2],
+                JobState::Prioritized => c[3],
+                JobState::Completed => c[4],
+                JobState::Failed => c[5],
+                JobState::Paused => 0,
+            };
+            n as usize
+        };
+        let mut jobs = Vec::new();
+        for (part, skip, take) in page_plan(stored_states(state, c[6] == 1), held, offset, limit) {
+            let (_, more) = self.list_raw(part.as_str(), skip, take).await?;
+            jobs.extend(more);
+        }
+        Ok(jobs)
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
