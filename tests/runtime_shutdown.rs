@@ -47,7 +47,7 @@ async fn active_jobs_finish_within_the_grace_period_and_none_stay_active() {
     assert_eq!(counts.waiting, 1, "nothing new was fetched while draining");
     for job in store.list(JobState::Completed, 0, 10).await.expect("list") {
         assert_eq!(
-            job.return_value,
+            job.return_value.map(|rv| rv.to_value()),
             Some(json!({ "finished_after_shutdown_began": true }))
         );
     }

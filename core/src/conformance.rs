@@ -195,7 +195,10 @@ pub async fn settle_needs_the_token(store: Store) {
     assert_eq!(r, SettleResult::Completed);
     let done = store.get(&a.job.id).await.expect("get").expect("job");
     assert_eq!(done.state, JobState::Completed);
-    assert_eq!(done.return_value, Some(json!({"ok": true})));
+    assert_eq!(
+        done.return_value.map(|rv| rv.to_value()),
+        Some(json!({"ok": true}))
+    );
     assert!(done.finished_at.is_some());
     assert_eq!(done.history[0].outcome, AttemptOutcome::Completed);
     // Settling twice is a lost lease, not a second completion.

@@ -199,8 +199,8 @@ pub struct Job {
     pub stalled_count: u32,
     /// Attempts handed back at shutdown.
     pub released_count: u32,
-    /// The processor's result, once completed.
-    pub return_value: Option<Value>,
+    /// The processor's result, once completed, as JSON text.
+    pub return_value: Option<Payload>,
     /// Why it failed, once failed (or why the last attempt failed, while retrying).
     pub failed_reason: Option<String>,
     /// One record per attempt.

@@ -225,7 +225,7 @@ impl QueueStore for MemoryStore {
                     continue;
                 };
                 entry.seq = seq;
-                entry.lease = Some(Lease { token, deadline });
+                entry.lease = Lease::new(token, deadline);
                 let job = Arc::make_mut(&mut entry.job);
                 job.state = JobState::Active;
                 job.attempts_made += 1;
@@ -275,7 +275,7 @@ impl QueueStore for MemoryStore {
             .map(|(id, token)| match inner.jobs.get_mut(id) {
                 Some(Entry {
                     lease: Some(held), ..
-                }) if held.token == *token => {
+                }) if held.held_by(*token) => {
                     held.deadline = deadline;
                     true
                 }

@@ -2,12 +2,13 @@
 //! state, and the moves between them (placing, promoting, settling, trimming).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::CHUNK;
-use crate::job::{AttemptOutcome, Job, JobId, JobState};
+use crate::job::{AttemptOutcome, Job, JobId, JobState, Payload};
 use crate::options::{JobOptions, Retention};
 use crate::store::{JobEventKind, LeaseToken, Outcome, SettleResult, Settlement, seen_state};
 
@@ -62,8 +63,19 @@ impl Entry {
 
 #[derive(Clone, Copy)]
 pub(super) struct Lease {
-    pub(super) token: LeaseToken,
+    /// Never zero (tokens count from 1), which lets `Option<Lease>` take no more room.
+    pub(super) token: NonZeroU64,
     pub(super) deadline: u64,
+}
+
+impl Lease {
+    pub(super) fn new(token: LeaseToken, deadline: u64) -> Option<Lease> {
+        NonZeroU64::new(token.0).map(|token| Lease { token, deadline })
+    }
+
+    pub(super) fn held_by(&self, token: LeaseToken) -> bool {
+        self.token.get() == token.0
+    }
 }
 
 #[derive(Default)]
@@ -318,14 +330,14 @@ impl Inner {
         let Some(entry) = self.jobs.get_mut(&s.id) else {
             return SettleResult::LeaseLost;
         };
-        if entry.job.state != JobState::Active || entry.lease.map(|l| l.token) != Some(s.token) {
+        if entry.job.state != JobState::Active || !entry.lease.is_some_and(|l| l.held_by(s.token)) {
             return SettleResult::LeaseLost;
         }
         match s.outcome {
             Outcome::Completed(value) => {
                 Self::end_attempt(entry, now, AttemptOutcome::Completed, None);
                 let job = Arc::make_mut(&mut entry.job);
-                job.return_value = Some(value);
+                job.return_value = Some(Payload::new(&value));
                 job.finished_at = Some(now);
                 job.failed_reason = None;
                 let keep = entry.job.options.remove_on_complete;

@@ -83,7 +83,9 @@ pub(super) fn decode_job(
         attempts_made: number("made")? as u32,
         stalled_count: number("stall")? as u32,
         released_count: number("rel")? as u32,
-        return_value: get("rv").map(|rv| json(&id, "rv", rv)).transpose()?,
+        return_value: get("rv")
+            .map(|rv| Payload::from_json(rv.to_string()).map_err(|e| corrupt(&id, "rv", e)))
+            .transpose()?,
         failed_reason: get("reason").map(str::to_string),
         history,
         logs,
