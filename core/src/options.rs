@@ -408,6 +408,65 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_rejected_at_any_depth() {
+        for json in [
+            r#"{"zzz": 1}"#,
+            r#"{"backoff": {"type": "fixed", "delay_ms": 5, "zzz": 1}}"#,
+            r#"{"backoff": {"type": "exponential", "delay_ms": 5, "zzz": 1}}"#,
+            r#"{"remove_on_complete": {"count": 5, "zzz": 1}}"#,
+            r#"{"remove_on_fail": {"age_ms": 5, "zzz": 1}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<JobOptionsInput>(json).is_err(),
+                "{json} was taken"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_option() {
+        let d = JobOptions::default();
+        let cases = [
+            (r#"{"delay_ms": 315360000001}"#, "delay_ms"),
+            (r#"{"timeout_ms": 0}"#, "timeout_ms"),
+            (r#"{"priority": 2097153}"#, "priority"),
+            (r#"{"attempts": 10001}"#, "attempts"),
+            (
+                r#"{"backoff": {"type": "fixed", "delay_ms": 315360000001}}"#,
+                "backoff.delay_ms",
+            ),
+            (
+                r#"{"backoff": {"type": "exponential", "delay_ms": 1, "max_delay_ms": 315360000001}}"#,
+                "backoff.max_delay_ms",
+            ),
+            (
+                r#"{"remove_on_complete": {"count": 1000000001}}"#,
+                "remove_on_complete",
+            ),
+            (
+                r#"{"remove_on_fail": {"age_ms": 315360000001}}"#,
+                "remove_on_fail.age_ms",
+            ),
+        ];
+        for (json, field) in cases {
+            let input: JobOptionsInput = serde_json::from_str(json).expect(json);
+            let err = input.resolve(&d).expect_err(json);
+            assert_eq!(err.field, field, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_grown_delay_saturates_at_the_longest_duration() {
+        let b = Backoff::Exponential {
+            delay_ms: MAX_DURATION_MS,
+            jitter: 0.0,
+            max_delay_ms: None,
+        };
+        assert_eq!(b.delay_ms(64), MAX_DURATION_MS);
+        assert_eq!(b.delay_ms(u32::MAX), MAX_DURATION_MS);
+    }
+
+    #[test]
     fn unknown_backoff_type_is_rejected() {
         let err = serde_json::from_str::<JobOptionsInput>(
             r#"{"backoff": {"type": "linear", "delay_ms": 5}}"#,

@@ -106,7 +106,18 @@ fn load_unredacted(
 
 #[cfg(test)]
 mod tests {
-    use super::without_quotes;
+    use super::{load, without_quotes};
+
+    #[test]
+    fn a_password_in_the_query_string_is_refused_and_not_echoed() {
+        let vars = [(
+            "STAGEHAND_REDIS_URL".to_string(),
+            "redis://127.0.0.1:6379/0?password=hunter2".to_string(),
+        )];
+        let err = load(None, vars).expect_err("refused").to_string();
+        assert!(err.contains("redis.url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 
     #[test]
     fn quoted_values_are_hidden() {
