@@ -121,7 +121,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         handle.stop(true).await;
         drain(&runtime, grace).await;
     };
-    if tokio::time::timeout(grace + SHUTDOWN_SLACK / 2, stopping)
+    // Requests in flight get HTTP_DRAIN, active jobs the grace period, and the rest a second.
+    if tokio::time::timeout(grace + HTTP_DRAIN + Duration::from_secs(1), stopping)
         .await
         .is_err()
     {
@@ -139,7 +140,7 @@ const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long past the grace period shutdown may take before the process exits regardless.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(4);
-const _: () = assert!(HTTP_DRAIN.as_secs() < SHUTDOWN_SLACK.as_secs());
+const _: () = assert!(HTTP_DRAIN.as_secs() + 1 < SHUTDOWN_SLACK.as_secs());
 
 /// A thread of its own that ends the process once `limit` has passed, should shutdown hang
 /// (on a store that does not answer, say) or the async runtime be stuck.
