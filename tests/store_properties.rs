@@ -29,7 +29,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Ids of every kind: the store's own separators and wildcards, braces, spaces, NUL and other
-/// control characters, unicode, digits only, up to 512 bytes.
+/// control characters, unicode, digits only, up to 512 bytes; and families of ids made from one
+/// base with the store's separators and kind letters around it (`x`, `x:h`, `h:x`, `j:x:l`),
+/// the ids most likely to name each other's keys.
 fn ids() -> impl Strategy<Value = Vec<String>> {
     let id = prop_oneof![
         "[a-c:{}* \u{0}\n\u{e9}\u{1f389}hjl]{1,24}",
@@ -38,7 +40,23 @@ fn ids() -> impl Strategy<Value = Vec<String>> {
         any::<String>(),
     ]
     .prop_filter("1 to 512 bytes", |s| (1..=512).contains(&s.len()));
-    prop::collection::vec(id, 1..6)
+    let family = ("[a-z{}*]{1,8}", prop::collection::vec(0usize..6, 1..5)).prop_map(
+        |(base, decorations)| {
+            let mut ids = vec![base.clone()];
+            for d in decorations {
+                ids.push(match d {
+                    0 => format!("{base}:h"),
+                    1 => format!("{base}:l"),
+                    2 => format!("h:{base}"),
+                    3 => format!("j:{base}"),
+                    4 => format!("j:{base}:l"),
+                    _ => format!("{base}:j:{base}"),
+                });
+            }
+            ids
+        },
+    );
+    prop_oneof![prop::collection::vec(id, 1..6), family]
 }
 
 /// The job keys Redis holds for `queue` (hash, history, logs), by SCAN.

@@ -652,7 +652,12 @@ pub async fn paused_queue_does_not_wake_for_due_jobs(store: Store) {
         .add(job("due").with_options(with(|o| o.delay_ms = 100)))
         .await
         .expect("add");
-    wait_for_state(&store, &added.id, JobState::Paused).await;
+    // As a pool would: nothing reads the job (a read would promote it), the delay passes,
+    // and the pool's fetch hands out nothing.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(150) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(store.fetch("w", 10, LEASE).await.expect("fetch").is_empty());
     let mut signal = store.work_signal();
     let mut waiter = tokio::spawn(async move { signal.wait(Duration::from_secs(3600)).await });
@@ -661,6 +666,12 @@ pub async fn paused_queue_does_not_wake_for_due_jobs(store: Store) {
             .await
             .is_err(),
         "a paused queue's worker woke for work it cannot take"
+    );
+    let j = store.get(&added.id).await.expect("get").expect("job");
+    assert_eq!(
+        j.state,
+        JobState::Paused,
+        "a due job of a paused queue reads as paused"
     );
     store.resume().await.expect("resume");
     tokio::time::timeout(PATIENCE, waiter)
