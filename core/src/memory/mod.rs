@@ -44,7 +44,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// The same store, refusing adds past `max_jobs` jobs in all states (`QueueFull`); `None`:
+    /// The same store, refusing adds past `max_jobs` unfinished jobs (`QueueFull`); `None`:
     /// no limit. [`DEFAULT_MAX_JOBS`] unless set.
     pub fn with_max_jobs(mut self, max_jobs: Option<u64>) -> MemoryStore {
         self.max_jobs = max_jobs;

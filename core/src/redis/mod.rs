@@ -131,8 +131,8 @@ impl RedisStore {
         }
     }
 
-    /// The same store, refusing adds past `max_jobs` jobs in all states (`QueueFull`);
-    /// `None`: no limit.
+    /// The same store, refusing adds past `max_jobs` unfinished jobs (`QueueFull`); `None`:
+    /// no limit.
     pub fn with_max_jobs(mut self, max_jobs: Option<u64>) -> RedisStore {
         self.max_jobs = max_jobs;
         self
@@ -412,6 +412,13 @@ impl QueueStore for RedisStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<Job>, StoreError> {
+        if state != JobState::Paused {
+            // One stored state at most: the pause flag read with it says whether it shows.
+            let (paused, jobs) = self.list_raw(state.as_str(), offset, limit).await?;
+            let shown = !stored_states(state, paused).is_empty();
+            return Ok(if shown { jobs } else { Vec::new() });
+        }
+        // The paused view spans two stored states: page through them by their counts.
         // Raw counts: [waiting, active, delayed, prioritized, completed, failed, paused].
         let c: Vec<u64> = self.admin("counts", &[]).await?;
         if c.len() != 7 {
@@ -499,7 +506,11 @@ impl QueueStore for RedisStore {
         older_than: Duration,
         limit: usize,
     ) -> Result<usize, StoreError> {
-        let paused = self.is_paused().await?;
+        // Only the ready states depend on the pause; the others need no round trip for it.
+        let paused = matches!(
+            state,
+            JobState::Waiting | JobState::Prioritized | JobState::Paused
+        ) && self.is_paused().await?;
         let mut removed = 0;
         for part in stored_states(state, paused) {
             // The script works in bounded steps; each says where the next one starts.
