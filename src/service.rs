@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use stagehand_actors::{QueueSpec, Runtime, RuntimeBuilder, RuntimeHandle};
 
@@ -77,28 +76,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_probe(backend.probe())
         .with_auth(auth.clone())
         .with_request_timeout(Duration::from_millis(settings.http.request_timeout_ms));
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .service(http::scope("", state.clone()))
-            .default_service(web::to(http::not_found))
-    })
-    .disable_signals()
-    .client_request_timeout(Duration::from_millis(settings.http.request_timeout_ms))
-    .shutdown_timeout(HTTP_DRAIN.as_secs());
-    if settings.http.workers > 0 {
-        server = server.workers(settings.http.workers);
-    }
-    let server = server
-        .bind(&settings.http.bind)
-        .with_context(|| {
-            format!(
-                "http.bind: cannot listen on {} (another process may hold it: pick another with --bind 127.0.0.1:PORT or STAGEHAND_HTTP_BIND)",
-                settings.http.bind
-            )
-        })?;
+    let options = http::server::ServerOptions {
+        request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
+        workers: settings.http.workers,
+        drain: HTTP_DRAIN,
+    };
+    let addr = settings.http.bind.parse().context("http.bind")?;
+    let bound = http::server::bind(addr, state, &options).with_context(|| {
+        format!(
+            "http.bind: cannot listen on {} (another process may hold it: pick another with --bind 127.0.0.1:PORT or STAGEHAND_HTTP_BIND)",
+            settings.http.bind
+        )
+    })?;
     // The bound address, which differs from http.bind when that asks for port 0.
-    let listening: Vec<String> = server.addrs().iter().map(|a| a.to_string()).collect();
-    let server = server.run();
+    let listening: Vec<String> = bound.addrs().iter().map(|a| a.to_string()).collect();
+    let server = bound.run();
     let handle = server.handle();
     tracing::info!(listening = %listening.join(","), store = %backend.describe(), tokens = settings.http.tokens.len(), "stagehand serving");
     if !auth.enabled() && settings.http.allow_unauthenticated {

@@ -97,3 +97,120 @@ async fn a_body_that_trickles_in_is_cut_off_with_408() {
         assert!(answer.contains("\"request_timeout\""), "{answer}");
     }
 }
+
+/// Sends `request` on a new connection and reads until the server closes it.
+async fn exchange(port: u16, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The server may refuse before reading everything; its answer is what matters.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and the JSON body of the last response in `answer`.
+fn last_response(answer: &str) -> (u16, serde_json::Value) {
+    // A response starts the answer or follows a JSON body.
+    let (start, _) = answer
+        .match_indices("HTTP/1.1 ")
+        .filter(|(i, _)| *i == 0 || answer[..*i].ends_with('}'))
+        .last()
+        .expect("a response");
+    let last = &answer[start..];
+    let status = last[9..12]
+        .parse()
+        .unwrap_or_else(|_| panic!("no status in {answer:?}"));
+    let body = &last[last.find("\r\n\r\n").expect("a head") + 4..];
+    (status, serde_json::from_str(body).expect("a JSON body"))
+}
+
+#[tokio::test]
+async fn a_refused_request_head_is_answered_in_json() {
+    let service = Service::start("").await;
+    let huge_header = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(200_000)
+    );
+    let many_headers = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        "A: b\r\n".repeat(100)
+    );
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(20_000));
+    let cases: [(&[u8], u16, &str); 6] = [
+        (huge_header.as_bytes(), 431, "header_too_large"),
+        (many_headers.as_bytes(), 431, "header_too_large"),
+        (long_uri.as_bytes(), 414, "uri_too_long"),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400, "bad_request"),
+        (b"GET /health HTTP/1.1\r\n\r\n", 400, "bad_request"),
+        (
+            b"POST /api/queues/email/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+            "bad_request",
+        ),
+    ];
+    for (request, status, error) in cases {
+        let answer = exchange(service.port, request).await;
+        let (got, body) = last_response(&answer);
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{answer}"
+        );
+        assert!(!body["detail"].as_str().unwrap_or("").is_empty(), "{body}");
+    }
+    assert_eq!(service.api.get("/health").await.0, 200);
+    assert_eq!(
+        service.api.get("/api/queues/email").await.1["counts"]["waiting"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn requests_before_a_refused_head_on_one_connection_are_answered() {
+    let service = Service::start("").await;
+    let job = r#"{"name":"n","data":{}}"#;
+    let chunked = format!(
+        "POST /api/queues/email/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{job}\r\n0\r\n\r\n",
+        job.len()
+    );
+    let sized = format!(
+        "POST /api/queues/email/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{job}",
+        job.len()
+    );
+    let request = format!(
+        "{chunked}{sized}GET /health HTTP/1.1\r\nHost: x\r\n\r\nBAD\x01 / HTTP/1.1\r\n\r\n"
+    );
+    let answer = exchange(service.port, request.as_bytes()).await;
+    assert_eq!(answer.matches("HTTP/1.1 201").count(), 2, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 1, "{answer}");
+    let (status, body) = last_response(&answer);
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        service.api.get("/api/queues/email").await.1["counts"]["waiting"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_head_that_trickles_in_is_cut_off_with_408() {
+    let service = Service::start("[http]\nrequest_timeout_ms = 1000\n").await;
+    let mut stream = TcpStream::connect(("127.0.0.1", service.port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHo")
+        .await
+        .expect("part of a head");
+    // The server answers and closes by itself; the client sends nothing more.
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let (status, body) = last_response(&String::from_utf8_lossy(&answer));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (408, Some("request_timeout")),
+        "{body}"
+    );
+    assert_eq!(service.api.get("/health").await.0, 200);
+}

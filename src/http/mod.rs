@@ -4,8 +4,11 @@
 mod auth;
 mod deadline;
 mod error;
+mod framing;
+mod head_guard;
 mod jobs;
 mod queues;
+pub mod server;
 
 use std::sync::Arc;
 
