@@ -3,6 +3,7 @@
 //!
 //! Dependencies point one way: `stagehand` -> `stagehand-actors` -> `stagehand-core`.
 
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod job;

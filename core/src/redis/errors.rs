@@ -8,7 +8,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use crate::error::StoreError;
 
 /// A short, stable description of `err`: the I/O failure, or the server's error code.
-pub(super) fn reason(err: &RedisError) -> String {
+pub(crate) fn reason(err: &RedisError) -> String {
     if err.is_timeout() {
         return "timed out".into();
     }

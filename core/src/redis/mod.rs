@@ -4,7 +4,7 @@
 
 mod codec;
 mod conn;
-mod errors;
+pub(crate) mod errors;
 mod events;
 pub mod keys;
 mod scripts;
