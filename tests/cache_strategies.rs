@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::eventually;
 use common::redis::RedisServer;
 use stagehand_core::cache::{
-    Cache, CacheError, CacheOptions, Lease, MemoryLimit, MemoryTier, RedisTier, RedisTierOptions,
-    Ttl,
+    Cache, CacheError, CacheOptions, Invalidation, Lease, MemoryLimit, MemoryTier, RedisTier,
+    RedisTierOptions, Ttl, TwoTier,
 };
 use stagehand_core::redis::Target;
 
@@ -19,6 +19,7 @@ use stagehand_core::redis::Target;
 struct Subject {
     cache: Cache,
     server: Option<RedisServer>,
+    two_tier: bool,
 }
 
 impl Subject {
@@ -27,6 +28,7 @@ impl Subject {
         Subject {
             cache: Cache::new("memory", tier, options),
             server: None,
+            two_tier: false,
         }
     }
 
@@ -36,24 +38,51 @@ impl Subject {
         Subject {
             cache,
             server: Some(server),
+            two_tier: false,
+        }
+    }
+
+    async fn two_tier(options: CacheOptions) -> Subject {
+        let server = RedisServer::start();
+        let cache = two_tier_cache(&server, options).await.0;
+        Subject {
+            cache,
+            server: Some(server),
+            two_tier: true,
         }
     }
 
     /// Another cache on the same store, as another process would have (memory: the same one).
     async fn sibling(&self, options: CacheOptions) -> Cache {
         match &self.server {
+            Some(server) if self.two_tier => two_tier_cache(server, options).await.0,
             Some(server) => redis_cache(server, options).await,
             None => self.cache.clone(),
         }
     }
 }
 
-async fn redis_cache(server: &RedisServer, options: CacheOptions) -> Cache {
+async fn redis_tier(server: &RedisServer) -> RedisTier {
     let client = redis::Client::open(server.url()).expect("client");
-    let tier = RedisTier::new(&Target::single(client), RedisTierOptions::default())
+    RedisTier::new(&Target::single(client), RedisTierOptions::default())
         .await
-        .expect("the Redis tier");
-    Cache::new("redis", Arc::new(tier), options)
+        .expect("the Redis tier")
+}
+
+async fn redis_cache(server: &RedisServer, options: CacheOptions) -> Cache {
+    Cache::new("redis", Arc::new(redis_tier(server).await), options)
+}
+
+async fn two_tier_cache(server: &RedisServer, options: CacheOptions) -> (Cache, TwoTier) {
+    let tier = TwoTier::new(
+        redis_tier(server).await,
+        MemoryLimit::Entries(100_000),
+        Duration::from_secs(600),
+    );
+    (
+        Cache::new("two-tier", Arc::new(tier.clone()), options),
+        tier,
+    )
 }
 
 macro_rules! strategies {
@@ -63,6 +92,9 @@ macro_rules! strategies {
         }
         mod on_redis {
             $(#[tokio::test] async fn $check() { super::$check(super::Subject::redis(Default::default()).await).await; })*
+        }
+        mod on_two_tier {
+            $(#[tokio::test] async fn $check() { super::$check(super::Subject::two_tier(Default::default()).await).await; })*
         }
     };
 }
@@ -560,4 +592,54 @@ async fn tag_indexes_do_not_outlive_their_keys() {
         (memory.tag_members("t") == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_write_in_one_process_evicts_the_key_from_the_others_memory() {
+    let mut server = RedisServer::start();
+    let (a, a_tier) = two_tier_cache(&server, CacheOptions::default()).await;
+    let (b, b_tier) = two_tier_cache(&server, CacheOptions::default()).await;
+    a.set("look", &"v1", None).await.expect("set");
+    assert_eq!(
+        b.get::<String>("look").await.expect("get").as_deref(),
+        Some("v1")
+    );
+    // Without announcements, B's memory keeps serving what it read.
+    a.set("look", &"v2", None).await.expect("set");
+    assert_eq!(
+        b.get::<String>("look").await.expect("get").as_deref(),
+        Some("v1")
+    );
+    // A's announcements reach B (the pub/sub layer's job; here, directly).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Invalidation>();
+    a_tier.on_change(Arc::new(move |inv| {
+        let _ = tx.send(inv);
+    }));
+    a.set("look", &"v3", None).await.expect("set");
+    let announced = rx.recv().await.expect("an announcement");
+    assert!(
+        announced.memory_only && announced.keys == ["look"],
+        "{announced:?}"
+    );
+    b_tier.evict_local(&announced).await.expect("evict");
+    assert_eq!(
+        b.get::<String>("look").await.expect("get").as_deref(),
+        Some("v3")
+    );
+    let tiers = b.stats().tiers;
+    assert_eq!(
+        tiers.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["memory", "redis"]
+    );
+    // Memory keeps serving hits while Redis is down; a miss there is an error, not a miss.
+    server.kill();
+    assert_eq!(
+        b.get::<String>("look")
+            .await
+            .expect("a memory hit")
+            .as_deref(),
+        Some("v3")
+    );
+    assert!(b.get::<String>("other").await.is_err());
+    assert_eq!(b.stats().errors, 1);
 }

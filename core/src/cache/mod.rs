@@ -39,6 +39,7 @@ pub mod pattern;
 mod redis;
 mod stats;
 mod tier;
+mod two_tier;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,6 +55,7 @@ pub use memory::{MemoryLimit, MemoryTier};
 pub use redis::{RedisTier, RedisTierOptions};
 pub use stats::{CacheStats, TierStats, hit_rate};
 pub use tier::{CacheTier, Lease, Stored, Ttl};
+pub use two_tier::{Announce, Invalidation, TwoTier};
 
 use flight::{Flights, Landing, Role};
 use stats::{Counters, LoadCounters};

@@ -1,0 +1,215 @@
+//! The two-tier strategy: a memory tier in front of Redis.
+//!
+//! Reads try memory first, then Redis (filling memory for at most `memory_ttl`). Writes go to
+//! Redis, then to this process's memory, and then every change is announced as an
+//! [`Invalidation`] so that other processes drop the key from their memory tiers (the pub/sub
+//! layer carries it on the `cache-invalidate` channel). A process that may have missed
+//! announcements (its subscriber reconnected) calls [`CacheTier::clear_local`]. Whatever is
+//! lost, `memory_ttl` bounds how long a memory tier can serve a value Redis no longer has.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::error::CacheError;
+use super::memory::{MemoryLimit, MemoryTier};
+use super::redis::RedisTier;
+use super::stats::TierStats;
+use super::tier::{CacheTier, Lease, Stored, Ttl};
+
+/// What changed in the cache, as the seed's cache-invalidation message names it: some keys, a
+/// glob pattern, or a tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invalidation {
+    /// Keys to drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// A glob pattern of keys to drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// A tag whose keys to drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// `true` when the shared store already holds the change and only memory tiers need to
+    /// drop their copies (what a two-tier write announces); absent or `false`, the receiver
+    /// deletes from the store too (what the seed's handler does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_only: bool,
+}
+
+impl Invalidation {
+    fn keys(keys: Vec<String>) -> Invalidation {
+        Invalidation {
+            keys,
+            pattern: None,
+            tag: None,
+            memory_only: true,
+        }
+    }
+}
+
+/// Where a two-tier cache announces its changes.
+pub type Announce = Arc<dyn Fn(Invalidation) + Send + Sync>;
+
+/// The two-tier strategy.
+#[derive(Clone)]
+pub struct TwoTier {
+    memory: MemoryTier,
+    redis: RedisTier,
+    memory_ttl: Duration,
+    announce: Arc<RwLock<Option<Announce>>>,
+}
+
+impl std::fmt::Debug for TwoTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwoTier")
+            .field("memory_ttl", &self.memory_ttl)
+            .finish()
+    }
+}
+
+impl TwoTier {
+    /// Memory within `limit` in front of `redis`; memory keeps a value at most `memory_ttl`.
+    pub fn new(redis: RedisTier, limit: MemoryLimit, memory_ttl: Duration) -> TwoTier {
+        TwoTier {
+            memory: MemoryTier::new(limit),
+            redis,
+            memory_ttl,
+            announce: Arc::default(),
+        }
+    }
+
+    /// Sets where changes are announced (the pub/sub layer's publisher).
+    pub fn on_change(&self, announce: Announce) {
+        *self.announce.write() = Some(announce);
+    }
+
+    /// Drops what `invalidation` names from this process's memory tier only.
+    pub async fn evict_local(&self, invalidation: &Invalidation) -> Result<(), CacheError> {
+        for key in &invalidation.keys {
+            self.memory.delete(key).await?;
+        }
+        if let Some(pattern) = &invalidation.pattern {
+            self.memory.delete_pattern(pattern).await?;
+        }
+        if let Some(tag) = &invalidation.tag {
+            self.memory.invalidate_tag(tag).await?;
+        }
+        Ok(())
+    }
+
+    fn announce(&self, invalidation: Invalidation) {
+        if let Some(announce) = self.announce.read().as_ref() {
+            announce(invalidation);
+        }
+    }
+
+    fn front_ttl(&self, ttl: Option<Duration>) -> Duration {
+        ttl.map_or(self.memory_ttl, |ttl| ttl.min(self.memory_ttl))
+    }
+}
+
+#[async_trait]
+impl CacheTier for TwoTier {
+    async fn get(&self, key: &str, with_ttl: bool) -> Result<Option<Stored>, CacheError> {
+        if let Some(found) = self.memory.get(key, with_ttl).await? {
+            return Ok(Some(found));
+        }
+        // Filling memory needs Redis's time left, so it is always asked for.
+        let found = self.redis.get(key, true).await?;
+        if let Some(stored) = &found {
+            let front = self.front_ttl(stored.ttl);
+            self.memory
+                .set(key, Arc::clone(&stored.text), Some(front), &[])
+                .await?;
+        }
+        Ok(found)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        text: Arc<str>,
+        ttl: Option<Duration>,
+        tags: &[String],
+    ) -> Result<(), CacheError> {
+        self.redis.set(key, Arc::clone(&text), ttl, tags).await?;
+        self.memory
+            .set(key, text, Some(self.front_ttl(ttl)), tags)
+            .await?;
+        self.announce(Invalidation::keys(vec![key.to_string()]));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, CacheError> {
+        let existed = self.redis.delete(key).await?;
+        self.memory.delete(key).await?;
+        self.announce(Invalidation::keys(vec![key.to_string()]));
+        Ok(existed)
+    }
+
+    async fn delete_pattern(&self, pattern: &str) -> Result<u64, CacheError> {
+        let deleted = self.redis.delete_pattern(pattern).await?;
+        self.memory.delete_pattern(pattern).await?;
+        self.announce(Invalidation {
+            pattern: Some(pattern.to_string()),
+            ..Invalidation::keys(Vec::new())
+        });
+        Ok(deleted)
+    }
+
+    async fn increment(&self, key: &str, by: i64) -> Result<i64, CacheError> {
+        let value = self.redis.increment(key, by).await?;
+        self.memory.delete(key).await?;
+        self.announce(Invalidation::keys(vec![key.to_string()]));
+        Ok(value)
+    }
+
+    async fn expire(&self, key: &str, ttl: Duration) -> Result<bool, CacheError> {
+        let existed = self.redis.expire(key, ttl).await?;
+        self.memory.delete(key).await?;
+        self.announce(Invalidation::keys(vec![key.to_string()]));
+        Ok(existed)
+    }
+
+    async fn ttl(&self, key: &str) -> Result<Ttl, CacheError> {
+        self.redis.ttl(key).await
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
+        let deleted = self.redis.invalidate_tag(tag).await?;
+        self.memory.invalidate_tag(tag).await?;
+        self.announce(Invalidation {
+            tag: Some(tag.to_string()),
+            ..Invalidation::keys(Vec::new())
+        });
+        Ok(deleted)
+    }
+
+    async fn lease(&self, key: &str, hold: Duration) -> Result<Lease, CacheError> {
+        self.redis.lease(key, hold).await
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        token: &str,
+        extend: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        self.redis.release(key, token, extend).await
+    }
+
+    async fn clear_local(&self) {
+        self.memory.clear_local().await;
+    }
+
+    fn tier_stats(&self) -> Vec<TierStats> {
+        let mut stats = self.memory.tier_stats();
+        stats.extend(self.redis.tier_stats());
+        stats
+    }
+}
