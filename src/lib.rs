@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -72,7 +72,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await?
         .start();
     let auth = settings.auth()?;
+    let cache = crate::cache::from_settings(&settings).await?;
+    tracing::info!(strategy = %cache.stats().strategy, "cache ready");
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
+        .with_cache(cache)
         .with_probe(backend.probe())
         .with_auth(auth.clone())
         .with_request_timeout(Duration::from_millis(settings.http.request_timeout_ms));

@@ -40,6 +40,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The cache service.
+    pub cache: CacheSettings,
 }
 
 /// `[http]`
@@ -191,6 +193,48 @@ pub struct ShutdownSettings {
     pub grace_ms: u64,
 }
 
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// `memory`, `redis` or `two-tier`; empty: `two-tier` when Redis is configured (by
+    /// `cache.url` or `redis.url`), else `memory`.
+    pub strategy: String,
+    /// The cache's Redis; empty: the queues' Redis (`redis.url`) with database 0.
+    pub url: String,
+    /// The prefix of every cache key in Redis (the seed's `cache:`).
+    pub prefix: String,
+    /// The memory tier's bound in entries (used unless `max_bytes` is set).
+    pub max_entries: u64,
+    /// The memory tier's bound in bytes of keys and values; 0: bound by `max_entries`.
+    pub max_bytes: u64,
+    /// How long the two-tier strategy's memory keeps a value at most (bounds staleness when
+    /// an invalidation message is lost).
+    pub memory_ttl_ms: u64,
+    /// How long one process may hold a key's load lease before another may load it.
+    pub lease_ms: u64,
+    /// XFetch's beta for early refresh: 0 off, 1 usual.
+    pub early_refresh_beta: f64,
+    /// How long past its TTL a value is kept to be served when its loader fails; 0 never.
+    pub stale_for_ms: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            strategy: String::new(),
+            url: String::new(),
+            prefix: "cache:".into(),
+            max_entries: 100_000,
+            max_bytes: 0,
+            memory_ttl_ms: 30_000,
+            lease_ms: 10_000,
+            early_refresh_beta: 1.0,
+            stale_for_ms: 0,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,6 +289,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             shutdown: ShutdownSettings::default(),
             log: LogSettings::default(),
+            cache: CacheSettings::default(),
         }
     }
 }

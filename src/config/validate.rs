@@ -1,6 +1,7 @@
 //! Checks that go beyond types, each naming its key.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use stagehand_core::{JobOptions, JobOptionsInput};
 
@@ -118,6 +119,64 @@ impl Settings {
         Ok(Auth::new(tokens, self.http.ready_public))
     }
 
+    fn validate_cache(&self) -> Result<(), ConfigError> {
+        let cache = &self.cache;
+        if !matches!(
+            cache.strategy.as_str(),
+            "" | "memory" | "redis" | "two-tier"
+        ) {
+            return Err(ConfigError::invalid(
+                "cache.strategy",
+                format!("'{}' is not one of memory, redis, two-tier", cache.strategy),
+            ));
+        }
+        if matches!(cache.strategy.as_str(), "redis" | "two-tier")
+            && cache.url.is_empty()
+            && self.redis.url.is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "cache.strategy",
+                format!(
+                    "'{}' needs cache.url or redis.url (the cache needs a standalone Redis, not a Cluster)",
+                    cache.strategy
+                ),
+            ));
+        }
+        if !cache.url.is_empty() && redis::Client::open(cache.url.as_str()).is_err() {
+            return Err(ConfigError::invalid(
+                "cache.url",
+                "not a Redis URL; expected redis://[:password@]host[:port][/db] or rediss://...",
+            ));
+        }
+        if cache.prefix.trim_end_matches(':').is_empty() {
+            return Err(ConfigError::invalid(
+                "cache.prefix",
+                "must name something besides ':' (the default is 'cache:')",
+            ));
+        }
+        positive("cache.max_entries", cache.max_entries)?;
+        positive("cache.memory_ttl_ms", cache.memory_ttl_ms)?;
+        if cache.lease_ms < 100 {
+            return Err(ConfigError::invalid(
+                "cache.lease_ms",
+                "must be at least 100",
+            ));
+        }
+        if !(0.0..=1e6).contains(&cache.early_refresh_beta) {
+            return Err(ConfigError::invalid(
+                "cache.early_refresh_beta",
+                "must be from 0 (off) to 1000000; 1 is usual",
+            ));
+        }
+        if Duration::from_millis(cache.stale_for_ms) > stagehand_core::cache::MAX_TTL {
+            return Err(ConfigError::invalid(
+                "cache.stale_for_ms",
+                "must be at most ten years",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every value, naming the first bad key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bind = self.http.bind.parse::<SocketAddr>().map_err(|e| {
@@ -187,6 +246,7 @@ impl Settings {
                 "must be non-empty and free of braces",
             ));
         }
+        self.validate_cache()?;
         let base = self.base_options()?;
         if self.queues.is_empty() {
             return Err(ConfigError::invalid(

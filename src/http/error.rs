@@ -6,6 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::json;
 use stagehand_actors::QueueError;
 use stagehand_core::StoreError;
+use stagehand_core::cache::CacheError;
 
 /// An error the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,15 @@ pub enum ApiError {
     /// From the queue: busy (503), stopped (503), or the store's answer.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// 404: no such cache key.
+    #[error("no cache key '{0}'")]
+    UnknownKey(String),
+    /// 404: this service runs no cache.
+    #[error("this service has no cache configured")]
+    NoCache,
+    /// From the cache: bad input (400), not an integer (409), unavailable (503).
+    #[error(transparent)]
+    Cache(#[from] stagehand_core::cache::CacheError),
 }
 
 impl ApiError {
@@ -55,6 +65,15 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
+            ApiError::UnknownKey(_) => "unknown_key",
+            ApiError::NoCache => "no_cache",
+            ApiError::Cache(e) => match e {
+                CacheError::Unavailable { .. } => "cache_unavailable",
+                CacheError::Invalid(_) | CacheError::Encode(_) => "bad_request",
+                CacheError::NotAnInteger(_) => "not_an_integer",
+                CacheError::Decode { .. } => "corrupt",
+                CacheError::Load { .. } => "load_failed",
+            },
             ApiError::BadRequest(_) => "bad_request",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Timeout(_) => "request_timeout",
@@ -81,7 +100,17 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::UnknownQueue { .. } | ApiError::UnknownJob { .. } => StatusCode::NOT_FOUND,
+            ApiError::UnknownQueue { .. }
+            | ApiError::UnknownJob { .. }
+            | ApiError::UnknownKey(_)
+            | ApiError::NoCache => StatusCode::NOT_FOUND,
+            ApiError::Cache(e) => match e {
+                CacheError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                CacheError::Invalid(_) | CacheError::Encode(_) => StatusCode::BAD_REQUEST,
+                CacheError::NotAnInteger(_) => StatusCode::CONFLICT,
+                CacheError::Decode { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                CacheError::Load { .. } => StatusCode::BAD_GATEWAY,
+            },
             ApiError::Queue(QueueError::Busy { .. } | QueueError::Stopped { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

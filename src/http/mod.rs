@@ -2,6 +2,7 @@
 //! are `{"error": "...", "detail": "..."}` with a 4xx/5xx status.
 
 mod auth;
+mod cache;
 mod deadline;
 mod error;
 mod framing;
@@ -38,6 +39,7 @@ pub struct ApiState {
     probe: Option<Arc<dyn ReadyProbe>>,
     auth: Auth,
     request_timeout: std::time::Duration,
+    cache: Option<stagehand_core::cache::Cache>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -57,6 +59,7 @@ impl ApiState {
             probe: None,
             auth: Auth::default(),
             request_timeout: std::time::Duration::from_secs(30),
+            cache: None,
         }
     }
 
@@ -69,6 +72,12 @@ impl ApiState {
     /// The same API, open only to these tokens (see [`Auth`]).
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// The same API, serving `cache` under `/api/cache`.
+    pub fn with_cache(mut self, cache: stagehand_core::cache::Cache) -> Self {
+        self.cache = Some(cache);
         self
     }
 
@@ -154,6 +163,14 @@ pub fn scope(
         .service(
             resource("/api/queues/{queue}/jobs/{id}/retry", "POST")
                 .route(web::post().to(jobs::retry)),
+        )
+        .service(resource("/api/cache/stats", "GET").route(web::get().to(cache::stats)))
+        .service(resource("/api/cache/invalidate", "POST").route(web::post().to(cache::invalidate)))
+        .service(
+            resource("/api/cache/{key:.+}", "GET, PUT, DELETE")
+                .route(web::get().to(cache::get))
+                .route(web::put().to(cache::put))
+                .route(web::delete().to(cache::delete)),
         )
 }
 

@@ -121,6 +121,19 @@ impl Api {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// PUT a JSON body.
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// DELETE.
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let r = self

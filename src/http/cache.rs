@@ -1,0 +1,101 @@
+//! Cache routes: read, write and delete a key, invalidate keys, a pattern or a tag, and the
+//! counters. A key is the rest of the path, percent-decoded (`/api/cache/user:7/profile`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use stagehand_core::cache::{Cache, Invalidation, Ttl};
+
+use super::{ApiError, ApiState};
+
+fn cache(state: &ApiState) -> Result<&Cache, ApiError> {
+    state.cache.as_ref().ok_or(ApiError::NoCache)
+}
+
+pub(super) async fn get(
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let cache = cache(&state)?;
+    let stored = cache
+        .get_stored(&key)
+        .await?
+        .ok_or_else(|| ApiError::UnknownKey(key.to_string()))?;
+    // A value another program stored as plain text is shown as a string.
+    let value = match RawValue::from_string(stored.text.to_string()) {
+        Ok(raw) => serde_json::to_value(raw).unwrap_or(serde_json::Value::Null),
+        Err(_) => serde_json::Value::String(stored.text.to_string()),
+    };
+    let ttl_ms = match cache.ttl(&key).await? {
+        Ttl::Expires(left) => Some(left.as_millis() as u64),
+        _ => None,
+    };
+    Ok(HttpResponse::Ok().json(json!({ "key": key.as_str(), "value": value, "ttl_ms": ttl_ms })))
+}
+
+/// `PUT /api/cache/{key}`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PutBody {
+    value: Box<RawValue>,
+    #[serde(default)]
+    ttl_ms: Option<u64>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+pub(super) async fn put(
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+    body: web::Json<PutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let text: Arc<str> = Arc::from(body.value.get());
+    let ttl = body.ttl_ms.map(Duration::from_millis);
+    cache(&state)?.set_text(&key, text, ttl, &body.tags).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub(super) async fn delete(
+    state: web::Data<ApiState>,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let deleted = cache(&state)?.delete(&key).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}
+
+/// Deletes what the seed's invalidation message names: `{keys}`, `{pattern}` or `{tag}`.
+pub(super) async fn invalidate(
+    state: web::Data<ApiState>,
+    body: web::Json<Invalidation>,
+) -> Result<HttpResponse, ApiError> {
+    let cache = cache(&state)?;
+    let inv = body.into_inner();
+    let named = usize::from(!inv.keys.is_empty())
+        + usize::from(inv.pattern.is_some())
+        + usize::from(inv.tag.is_some());
+    if named != 1 {
+        return Err(ApiError::BadRequest(
+            "give exactly one of keys (a non-empty list), pattern or tag".into(),
+        ));
+    }
+    let mut deleted = 0;
+    for key in &inv.keys {
+        deleted += u64::from(cache.delete(key).await?);
+    }
+    if let Some(pattern) = &inv.pattern {
+        deleted += cache.delete_pattern(pattern).await?;
+    }
+    if let Some(tag) = &inv.tag {
+        deleted += cache.invalidate_tag(tag).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+}
+
+pub(super) async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(cache(&state)?.stats()))
+}
