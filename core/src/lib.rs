@@ -11,6 +11,7 @@ pub mod memory;
 pub mod options;
 pub mod outage;
 pub mod processor;
+pub mod pubsub;
 pub mod redis;
 pub mod store;
 

@@ -1,0 +1,305 @@
+//! The Redis transport: `PUBLISH` on the shared connection; each subscription on a RESP3
+//! connection of its own that it PINGs, remakes when lost, and resubscribes, reporting a gap
+//! each time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use super::{Delivery, Outlet, PubSubError, Subscription, Topic, Transport, check_name};
+use crate::cache::pattern;
+use crate::redis::Conn;
+use crate::redis::errors::reason;
+
+/// How the Redis transport names channels and watches its connections.
+#[derive(Debug, Clone)]
+pub struct RedisTransportOptions {
+    /// Put before every channel name (`stagehand:` by default).
+    pub prefix: String,
+    /// How often a subscription PINGs its connection.
+    pub ping_every: Duration,
+    /// How long a PING (or a subscribe) may go unanswered before the connection is remade.
+    pub ping_timeout: Duration,
+}
+
+impl Default for RedisTransportOptions {
+    fn default() -> Self {
+        RedisTransportOptions {
+            prefix: "stagehand:".into(),
+            ping_every: Duration::from_secs(2),
+            ping_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Pub/sub on one Redis server.
+#[derive(Clone)]
+pub struct RedisTransport {
+    client: Client,
+    publisher: Conn,
+    options: Arc<RedisTransportOptions>,
+}
+
+impl std::fmt::Debug for RedisTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTransport")
+            .field("prefix", &self.options.prefix)
+            .finish()
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> PubSubError {
+    PubSubError::Unavailable {
+        reason: reason(&err),
+        source: Some(Arc::new(err)),
+    }
+}
+
+impl RedisTransport {
+    /// Pub/sub on the server `client` points at, publishing on `publisher`.
+    pub fn new(client: &Client, publisher: Conn, options: RedisTransportOptions) -> RedisTransport {
+        // Subscriptions use RESP3, where pushes and replies share one connection.
+        let info = client.get_connection_info().clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client =
+            Client::open(info.set_redis_settings(resp3)).unwrap_or_else(|_| client.clone());
+        RedisTransport {
+            client,
+            publisher,
+            options: Arc::new(options),
+        }
+    }
+
+    fn wire(&self, name: &str) -> String {
+        format!("{}{name}", self.options.prefix)
+    }
+}
+
+#[async_trait]
+impl Transport for RedisTransport {
+    async fn publish(&self, channel: &str, payload: &str) -> Result<u64, PubSubError> {
+        check_name(channel)?;
+        let mut conn = self.publisher.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.wire(channel))
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn subscribe(
+        &self,
+        topics: &[Topic],
+        capacity: usize,
+    ) -> Result<Subscription, PubSubError> {
+        for topic in topics {
+            let (Topic::Channel(name) | Topic::Pattern(name)) = topic;
+            check_name(name)?;
+        }
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let outlet = Outlet::new(tx);
+        let listener = Listener {
+            client: self.client.clone(),
+            options: Arc::clone(&self.options),
+            topics: topics.to_vec(),
+        };
+        let task = tokio::spawn(listener.run(outlet));
+        Ok(Subscription::new(rx, Box::new(AbortOnDrop(task))))
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One subscription's connection loop.
+struct Listener {
+    client: Client,
+    options: Arc<RedisTransportOptions>,
+    topics: Vec<Topic>,
+}
+
+impl Listener {
+    async fn run(self, outlet: Outlet) {
+        let mut subscribed_before = false;
+        let mut pause = Duration::from_millis(100);
+        let mut failures = 0u32;
+        loop {
+            match self.connect().await {
+                Ok((conn, pushes)) => {
+                    if subscribed_before {
+                        tracing::info!(topics = ?self.topics, "pub/sub subscription made again");
+                        if !outlet.offer(gap("resubscribed after the connection was lost")) {
+                            return;
+                        }
+                    }
+                    subscribed_before = true;
+                    pause = Duration::from_millis(100);
+                    failures = 0;
+                    let lost = self.pump(conn, pushes, &outlet).await;
+                    match lost {
+                        None => return,
+                        Some(why) => {
+                            tracing::warn!(topics = ?self.topics, reason = %why, "pub/sub connection lost; making it again");
+                            if !outlet.offer(gap(&why)) {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(err) => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(topics = ?self.topics, error = %reason(&err), failures, "pub/sub cannot subscribe; trying again");
+                    }
+                    // A first subscription that failed has lost messages too.
+                    subscribed_before = true;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = outlet.closed() => return,
+            }
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// A fresh connection subscribed to every topic, and its pushes.
+    async fn connect(
+        &self,
+    ) -> redis::RedisResult<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>)> {
+        let (push_tx, pushes) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_push_sender(push_tx)
+            .set_connection_timeout(Some(self.options.ping_timeout))
+            .set_response_timeout(Some(self.options.ping_timeout));
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let channels: Vec<String> = self
+            .topics
+            .iter()
+            .filter_map(|t| match t {
+                Topic::Channel(c) => Some(format!("{}{c}", self.options.prefix)),
+                Topic::Pattern(_) => None,
+            })
+            .collect();
+        let patterns: Vec<String> = self
+            .topics
+            .iter()
+            .filter_map(|t| match t {
+                Topic::Pattern(p) => Some(format!("{}{p}", pattern::escape(&self.options.prefix))),
+                Topic::Channel(_) => None,
+            })
+            .collect();
+        if !channels.is_empty() {
+            conn.subscribe(&channels).await?;
+        }
+        if !patterns.is_empty() {
+            conn.psubscribe(&patterns).await?;
+        }
+        Ok((conn, pushes))
+    }
+
+    /// Passes pushes on until the connection is lost (`Some(why)`) or the subscription is
+    /// dropped (`None`).
+    async fn pump(
+        &self,
+        mut conn: MultiplexedConnection,
+        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+        outlet: &Outlet,
+    ) -> Option<String> {
+        let mut ping = tokio::time::interval(self.options.ping_every);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                push = pushes.recv() => {
+                    let Some(push) = push else {
+                        return Some("the connection closed".into());
+                    };
+                    if push.kind == PushKind::Disconnection {
+                        return Some("the connection closed".into());
+                    }
+                    if let Some(delivery) = self.delivery(push)
+                        && !outlet.offer(delivery)
+                    {
+                        return None;
+                    }
+                }
+                _ = ping.tick() => {
+                    let pong = redis::cmd("PING").query_async::<Value>(&mut conn).await;
+                    if let Err(err) = pong {
+                        return Some(format!("PING failed: {}", reason(&err)));
+                    }
+                }
+                _ = outlet.closed() => return None,
+            }
+        }
+    }
+
+    fn delivery(&self, push: PushInfo) -> Option<Delivery> {
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        };
+        let strip = |name: String| {
+            name.strip_prefix(&self.options.prefix)
+                .map(str::to_string)
+                .unwrap_or(name)
+        };
+        match push.kind {
+            PushKind::Message => {
+                let [channel, payload] = push.data.as_slice() else {
+                    return None;
+                };
+                Some(Delivery::Message {
+                    channel: strip(text(channel)?),
+                    pattern: None,
+                    payload: Arc::from(text(payload)?),
+                })
+            }
+            PushKind::PMessage => {
+                let [pattern, channel, payload] = push.data.as_slice() else {
+                    return None;
+                };
+                let pattern = text(pattern)?;
+                let escaped = pattern::escape(&self.options.prefix);
+                Some(Delivery::Message {
+                    channel: strip(text(channel)?),
+                    pattern: Some(
+                        pattern
+                            .strip_prefix(&escaped)
+                            .map(str::to_string)
+                            .unwrap_or(pattern),
+                    ),
+                    payload: Arc::from(text(payload)?),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn gap(reason: &str) -> Delivery {
+    Delivery::Gap {
+        reason: reason.to_string(),
+    }
+}
