@@ -11,9 +11,10 @@ use stagehand_core::redis::Target;
 
 use crate::config::{ConfigError, Settings};
 
-/// The cache the settings ask for. Its Redis (if any) is connected on first use, so the
-/// service starts while it is down.
-pub async fn from_settings(settings: &Settings) -> Result<Cache, ConfigError> {
+/// The cache the settings ask for, and its two-tier strategy when it is one (whose changes
+/// the service announces). Its Redis (if any) is connected on first use, so the service
+/// starts while it is down.
+pub async fn from_settings(settings: &Settings) -> Result<(Cache, Option<TwoTier>), ConfigError> {
     let c = &settings.cache;
     let options = CacheOptions {
         lease: Duration::from_millis(c.lease_ms),
@@ -32,10 +33,9 @@ pub async fn from_settings(settings: &Settings) -> Result<Cache, ConfigError> {
         (other, _) => other,
     };
     if strategy == "memory" {
-        return Ok(Cache::new(
-            "memory",
-            Arc::new(MemoryTier::new(limit)),
-            options,
+        return Ok((
+            Cache::new("memory", Arc::new(MemoryTier::new(limit)), options),
+            None,
         ));
     }
     let Some(client) = redis_url else {
@@ -52,14 +52,12 @@ pub async fn from_settings(settings: &Settings) -> Result<Cache, ConfigError> {
         .await
         .map_err(|e| ConfigError::invalid("cache.url", e.to_string()))?;
     Ok(if strategy == "redis" {
-        Cache::new("redis", Arc::new(redis), options)
+        (Cache::new("redis", Arc::new(redis), options), None)
     } else {
         let memory_ttl = Duration::from_millis(c.memory_ttl_ms);
-        Cache::new(
-            "two-tier",
-            Arc::new(TwoTier::new(redis, limit, memory_ttl)),
-            options,
-        )
+        let tier = TwoTier::new(redis, limit, memory_ttl);
+        let cache = Cache::new("two-tier", Arc::new(tier.clone()), options);
+        (cache, Some(tier))
     })
 }
 

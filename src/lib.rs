@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod processors;
+pub mod pubsub;
 pub mod service;
 pub mod storage;
 

@@ -72,10 +72,16 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await?
         .start();
     let auth = settings.auth()?;
-    let cache = crate::cache::from_settings(&settings).await?;
-    tracing::info!(strategy = %cache.stats().strategy, "cache ready");
+    let (cache, two_tier) = crate::cache::from_settings(&settings).await?;
+    let pubsub = crate::pubsub::from_settings(&settings).await?;
+    if let Some(two_tier) = &two_tier {
+        crate::pubsub::announce_changes(two_tier, &pubsub);
+    }
+    crate::pubsub::start_subscribers(&settings, &pubsub, &cache, &runtime);
+    tracing::info!(cache = %cache.stats().strategy, pubsub = pubsub.transport().kind(), "cache and pub/sub ready");
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_cache(cache)
+        .with_pubsub(pubsub)
         .with_probe(backend.probe())
         .with_auth(auth.clone())
         .with_request_timeout(Duration::from_millis(settings.http.request_timeout_ms));

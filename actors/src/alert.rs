@@ -36,6 +36,10 @@ pub enum AlertKind {
     SupervisorGaveUp,
     /// A pool's queue store (Redis) does not answer; the pool retries until it does.
     StoreUnavailable,
+    /// A pub/sub message handler failed or panicked; it was restarted.
+    HandlerFailed,
+    /// A pub/sub handler's mailbox was full: messages were dropped.
+    MessagesDropped,
 }
 
 /// One alert.

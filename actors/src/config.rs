@@ -14,6 +14,8 @@ pub struct MailboxConfig {
     pub pool: usize,
     /// The alert actor's.
     pub alert: usize,
+    /// Each pub/sub message handler's; a full one drops the message (counted, alerted).
+    pub handler: usize,
 }
 
 impl Default for MailboxConfig {
@@ -23,6 +25,7 @@ impl Default for MailboxConfig {
             queue: 1024,
             pool: 64,
             alert: 1024,
+            handler: 1024,
         }
     }
 }

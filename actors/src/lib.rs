@@ -5,6 +5,7 @@ pub mod alert;
 pub mod config;
 pub mod health;
 pub mod pool;
+pub mod pubsub;
 pub mod queue;
 pub mod runtime;
 pub mod supervision;

@@ -250,6 +250,11 @@ impl RuntimeHandle {
         self.inner.health.waiting()
     }
 
+    /// The alert actor, for actors started beside the runtime (pub/sub subscribers).
+    pub fn alerts(&self) -> Addr<AlertActor> {
+        self.inner.alerts.clone()
+    }
+
     /// The latest alerts, newest last.
     pub async fn recent_alerts(&self) -> Vec<Alert> {
         self.inner

@@ -42,6 +42,8 @@ pub struct Settings {
     pub log: LogSettings,
     /// The cache service.
     pub cache: CacheSettings,
+    /// Pub/sub.
+    pub pubsub: PubSubSettings,
 }
 
 /// `[http]`
@@ -159,6 +161,8 @@ pub struct MailboxSettings {
     pub pool: usize,
     /// The alert actor's.
     pub alert: usize,
+    /// Each pub/sub message handler's; a full one drops the message (counted, alerted).
+    pub handler: usize,
 }
 
 /// `[supervision]`
@@ -235,6 +239,35 @@ impl Default for CacheSettings {
     }
 }
 
+/// `[pubsub]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubSubSettings {
+    /// Put before every channel name on Redis (channels ignore the database number).
+    pub prefix: String,
+    /// How often a subscription PINGs its Redis connection (a half-open link is noticed
+    /// within about this long, plus the timeout).
+    pub ping_ms: u64,
+    /// How long a PING may go unanswered before the connection is made again.
+    pub ping_timeout_ms: u64,
+    /// Deliveries a subscription queues before dropping (and reporting a gap).
+    pub queue: usize,
+    /// The `published_by` of every envelope this service publishes.
+    pub published_by: String,
+}
+
+impl Default for PubSubSettings {
+    fn default() -> Self {
+        PubSubSettings {
+            prefix: "stagehand:".into(),
+            ping_ms: 2_000,
+            ping_timeout_ms: 2_000,
+            queue: 1_024,
+            published_by: "stagehand".into(),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -290,6 +323,7 @@ impl Default for Settings {
             shutdown: ShutdownSettings::default(),
             log: LogSettings::default(),
             cache: CacheSettings::default(),
+            pubsub: PubSubSettings::default(),
         }
     }
 }
@@ -349,6 +383,7 @@ impl Default for MailboxSettings {
             queue: d.queue,
             pool: d.pool,
             alert: d.alert,
+            handler: d.handler,
         }
     }
 }
@@ -397,6 +432,7 @@ impl Settings {
             queue: m.queue,
             pool: m.pool,
             alert: m.alert,
+            handler: m.handler,
         }
     }
 

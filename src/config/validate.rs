@@ -155,6 +155,9 @@ impl Settings {
             ));
         }
         positive("cache.max_entries", cache.max_entries)?;
+        positive("pubsub.ping_ms", self.pubsub.ping_ms)?;
+        positive("pubsub.ping_timeout_ms", self.pubsub.ping_timeout_ms)?;
+        positive("pubsub.queue", self.pubsub.queue as u64)?;
         positive("cache.memory_ttl_ms", cache.memory_ttl_ms)?;
         if cache.lease_ms < 100 {
             return Err(ConfigError::invalid(

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use stagehand_core::cache::{Cache, Invalidation, Ttl};
+use stagehand_core::pubsub::channels;
 
 use super::{ApiError, ApiState};
 
@@ -68,32 +69,48 @@ pub(super) async fn delete(
     Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
 }
 
-/// Deletes what the seed's invalidation message names: `{keys}`, `{pattern}` or `{tag}`.
+/// Deletes what the seed's invalidation message names (`{keys}`, `{pattern}` or `{tag}`)
+/// here, then publishes it on `cache-invalidate` so every other process applies it too.
 pub(super) async fn invalidate(
     state: web::Data<ApiState>,
     body: web::Json<Invalidation>,
 ) -> Result<HttpResponse, ApiError> {
     let cache = cache(&state)?;
-    let inv = body.into_inner();
-    let named = usize::from(!inv.keys.is_empty())
-        + usize::from(inv.pattern.is_some())
-        + usize::from(inv.tag.is_some());
-    if named != 1 {
+    let mut inv = body.into_inner();
+    inv.memory_only = false;
+    if !inv.is_well_formed() {
         return Err(ApiError::BadRequest(
             "give exactly one of keys (a non-empty list), pattern or tag".into(),
         ));
     }
-    let mut deleted = 0;
-    for key in &inv.keys {
-        deleted += u64::from(cache.delete(key).await?);
-    }
-    if let Some(pattern) = &inv.pattern {
-        deleted += cache.delete_pattern(pattern).await?;
-    }
-    if let Some(tag) = &inv.tag {
-        deleted += cache.invalidate_tag(tag).await?;
-    }
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    let deleted = cache.apply(&inv).await?;
+    let Some(pubsub) = &state.pubsub else {
+        return Ok(HttpResponse::Ok().json(json!({ "deleted": deleted, "receivers": 0 })));
+    };
+    // Done here already: a failed publish is reported, not turned into an error that would
+    // say nothing changed.
+    Ok(HttpResponse::Ok().json(
+        match pubsub.publish(channels::CACHE_INVALIDATE, &inv).await {
+            Ok((_, receivers)) => json!({ "deleted": deleted, "receivers": receivers }),
+            Err(err) => json!({
+                "deleted": deleted,
+                "receivers": null,
+                "published": false,
+                "detail": format!("applied in this process only: {err}"),
+            }),
+        },
+    ))
+}
+
+/// Publishes the body, in the seed's envelope, on `channel`.
+pub(super) async fn publish(
+    state: web::Data<ApiState>,
+    channel: web::Path<String>,
+    body: web::Json<Box<RawValue>>,
+) -> Result<HttpResponse, ApiError> {
+    let pubsub = state.pubsub.as_ref().ok_or(ApiError::NoPubSub)?;
+    let (id, receivers) = pubsub.publish(&channel, &body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id, "receivers": receivers })))
 }
 
 pub(super) async fn stats(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {

@@ -7,6 +7,7 @@ use serde_json::json;
 use stagehand_actors::QueueError;
 use stagehand_core::StoreError;
 use stagehand_core::cache::CacheError;
+use stagehand_core::pubsub::PubSubError;
 
 /// An error the API answers with.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,12 @@ pub enum ApiError {
     /// 404: this service runs no cache.
     #[error("this service has no cache configured")]
     NoCache,
+    /// 404: this service runs no pub/sub.
+    #[error("this service has no pub/sub configured")]
+    NoPubSub,
+    /// From pub/sub: a bad channel name (400), unavailable (503).
+    #[error(transparent)]
+    PubSub(#[from] stagehand_core::pubsub::PubSubError),
     /// From the cache: bad input (400), not an integer (409), unavailable (503).
     #[error(transparent)]
     Cache(#[from] stagehand_core::cache::CacheError),
@@ -67,6 +74,9 @@ impl ApiError {
         match self {
             ApiError::UnknownKey(_) => "unknown_key",
             ApiError::NoCache => "no_cache",
+            ApiError::NoPubSub => "no_pubsub",
+            ApiError::PubSub(PubSubError::Invalid(_)) => "bad_request",
+            ApiError::PubSub(PubSubError::Unavailable { .. }) => "pubsub_unavailable",
             ApiError::Cache(e) => match e {
                 CacheError::Unavailable { .. } => "cache_unavailable",
                 CacheError::Invalid(_) | CacheError::Encode(_) => "bad_request",
@@ -103,7 +113,10 @@ impl ResponseError for ApiError {
             ApiError::UnknownQueue { .. }
             | ApiError::UnknownJob { .. }
             | ApiError::UnknownKey(_)
-            | ApiError::NoCache => StatusCode::NOT_FOUND,
+            | ApiError::NoCache
+            | ApiError::NoPubSub => StatusCode::NOT_FOUND,
+            ApiError::PubSub(PubSubError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            ApiError::PubSub(PubSubError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Cache(e) => match e {
                 CacheError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 CacheError::Invalid(_) | CacheError::Encode(_) => StatusCode::BAD_REQUEST,

@@ -40,6 +40,7 @@ pub struct ApiState {
     auth: Auth,
     request_timeout: std::time::Duration,
     cache: Option<stagehand_core::cache::Cache>,
+    pubsub: Option<stagehand_core::pubsub::PubSub>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -60,6 +61,7 @@ impl ApiState {
             auth: Auth::default(),
             request_timeout: std::time::Duration::from_secs(30),
             cache: None,
+            pubsub: None,
         }
     }
 
@@ -78,6 +80,13 @@ impl ApiState {
     /// The same API, serving `cache` under `/api/cache`.
     pub fn with_cache(mut self, cache: stagehand_core::cache::Cache) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// The same API, publishing through `pubsub` (`/api/pubsub/{channel}`, and cache
+    /// invalidations to every process).
+    pub fn with_pubsub(mut self, pubsub: stagehand_core::pubsub::PubSub) -> Self {
+        self.pubsub = Some(pubsub);
         self
     }
 
@@ -166,6 +175,9 @@ pub fn scope(
         )
         .service(resource("/api/cache/stats", "GET").route(web::get().to(cache::stats)))
         .service(resource("/api/cache/invalidate", "POST").route(web::post().to(cache::invalidate)))
+        .service(
+            resource("/api/pubsub/{channel}", "POST").route(web::post().to(cache::publish)),
+        )
         .service(
             resource("/api/cache/{key:.+}", "GET, PUT, DELETE")
                 .route(web::get().to(cache::get))

@@ -34,6 +34,7 @@
 
 mod error;
 mod flight;
+mod invalidation;
 mod memory;
 pub mod pattern;
 mod redis;
@@ -55,7 +56,8 @@ pub use memory::{MemoryLimit, MemoryTier};
 pub use redis::{RedisTier, RedisTierOptions};
 pub use stats::{CacheStats, TierStats, hit_rate};
 pub use tier::{CacheTier, Lease, Stored, Ttl};
-pub use two_tier::{Announce, Invalidation, TwoTier};
+pub use invalidation::Invalidation;
+pub use two_tier::{Announce, TwoTier};
 
 use flight::{Flights, Landing, Role};
 use stats::{Counters, LoadCounters};
@@ -281,11 +283,7 @@ impl Cache {
 
     /// Deletes every key matching the glob `pattern` (`*`, `?`, `[...]`, `\`); how many.
     pub async fn delete_pattern(&self, pattern: &str) -> Result<u64, CacheError> {
-        if pattern.is_empty() || pattern.len() > MAX_KEY_BYTES {
-            return Err(CacheError::Invalid(format!(
-                "a pattern is 1 to {MAX_KEY_BYTES} bytes"
-            )));
-        }
+        check_pattern(pattern)?;
         self.counted(self.tier.delete_pattern(pattern)).await
     }
 
@@ -322,6 +320,33 @@ impl Cache {
     pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, CacheError> {
         check_tags(&[tag.to_string()])?;
         self.counted(self.tier.invalidate_tag(tag)).await
+    }
+
+    /// Applies a cache-invalidation message: drops what it names from this process's memory
+    /// and, unless it is `memory_only`, from the shared store, announcing nothing. How many
+    /// values were deleted.
+    pub async fn apply(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
+        if !invalidation.is_well_formed() {
+            return Err(CacheError::Invalid(
+                "an invalidation names exactly one of keys (a non-empty list), pattern or tag".into(),
+            ));
+        }
+        for key in &invalidation.keys {
+            check_key(key)?;
+        }
+        if let Some(pattern) = &invalidation.pattern {
+            check_pattern(pattern)?;
+        }
+        if let Some(tag) = &invalidation.tag {
+            check_tags(std::slice::from_ref(tag))?;
+        }
+        self.counted(self.tier.apply(invalidation)).await
+    }
+
+    /// Drops every value this process holds in memory (after a possible loss of
+    /// invalidation messages).
+    pub async fn clear_local(&self) {
+        self.tier.clear_local().await;
     }
 
     /// The counters.
@@ -543,6 +568,16 @@ fn check_key(key: &str) -> Result<(), CacheError> {
         return Err(CacheError::Invalid(format!(
             "a key is 1 to {MAX_KEY_BYTES} bytes (got {})",
             key.len()
+        )));
+    }
+    Ok(())
+}
+
+fn check_pattern(pattern: &str) -> Result<(), CacheError> {
+    if pattern.is_empty() || pattern.len() > MAX_KEY_BYTES {
+        return Err(CacheError::Invalid(format!(
+            "a pattern is 1 to {MAX_KEY_BYTES} bytes (got {})",
+            pattern.len()
         )));
     }
     Ok(())

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 
 use super::error::CacheError;
+use super::invalidation::Invalidation;
 use super::pattern;
 use super::stats::{Counters, TierStats};
 use super::tier::{CacheTier, Lease, Stored, Ttl};
@@ -324,6 +325,23 @@ impl CacheTier for RedisTier {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn apply(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
+        if invalidation.memory_only {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for batch in invalidation.keys.chunks(BATCH) {
+            deleted += self.delete_batch(batch).await?;
+        }
+        if let Some(pattern) = &invalidation.pattern {
+            deleted += self.delete_pattern(pattern).await?;
+        }
+        if let Some(tag) = &invalidation.tag {
+            deleted += self.invalidate_tag(tag).await?;
+        }
+        Ok(deleted)
     }
 
     fn tier_stats(&self) -> Vec<TierStats> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::error::CacheError;
+use super::invalidation::Invalidation;
 use super::stats::TierStats;
 
 /// How long a key has left.
@@ -78,6 +79,22 @@ pub trait CacheTier: Send + Sync + 'static {
     ) -> Result<(), CacheError>;
     /// Drops every value this process holds in memory (a no-op for a tier that holds none).
     async fn clear_local(&self) {}
+    /// Drops what `invalidation` names from this process's memory and, unless it is
+    /// `memory_only`, from the shared store. Announces nothing (it is how an announcement is
+    /// received). How many values were deleted.
+    async fn apply(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
+        let mut deleted = 0;
+        for key in &invalidation.keys {
+            deleted += u64::from(self.delete(key).await?);
+        }
+        if let Some(pattern) = &invalidation.pattern {
+            deleted += self.delete_pattern(pattern).await?;
+        }
+        if let Some(tag) = &invalidation.tag {
+            deleted += self.invalidate_tag(tag).await?;
+        }
+        Ok(deleted)
+    }
     /// Counters per tier.
     fn tier_stats(&self) -> Vec<TierStats>;
 }

@@ -12,45 +12,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 
 use super::error::CacheError;
+use super::invalidation::Invalidation;
 use super::memory::{MemoryLimit, MemoryTier};
 use super::redis::RedisTier;
 use super::stats::TierStats;
 use super::tier::{CacheTier, Lease, Stored, Ttl};
-
-/// What changed in the cache, as the seed's cache-invalidation message names it: some keys, a
-/// glob pattern, or a tag.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Invalidation {
-    /// Keys to drop.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub keys: Vec<String>,
-    /// A glob pattern of keys to drop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pattern: Option<String>,
-    /// A tag whose keys to drop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// `true` when the shared store already holds the change and only memory tiers need to
-    /// drop their copies (what a two-tier write announces); absent or `false`, the receiver
-    /// deletes from the store too (what the seed's handler does).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub memory_only: bool,
-}
-
-impl Invalidation {
-    fn keys(keys: Vec<String>) -> Invalidation {
-        Invalidation {
-            keys,
-            pattern: None,
-            tag: None,
-            memory_only: true,
-        }
-    }
-}
 
 /// Where a two-tier cache announces its changes.
 pub type Announce = Arc<dyn Fn(Invalidation) + Send + Sync>;
@@ -90,16 +58,7 @@ impl TwoTier {
 
     /// Drops what `invalidation` names from this process's memory tier only.
     pub async fn evict_local(&self, invalidation: &Invalidation) -> Result<(), CacheError> {
-        for key in &invalidation.keys {
-            self.memory.delete(key).await?;
-        }
-        if let Some(pattern) = &invalidation.pattern {
-            self.memory.delete_pattern(pattern).await?;
-        }
-        if let Some(tag) = &invalidation.tag {
-            self.memory.invalidate_tag(tag).await?;
-        }
-        Ok(())
+        self.memory.apply(invalidation).await.map(|_| ())
     }
 
     fn announce(&self, invalidation: Invalidation) {
@@ -205,6 +164,12 @@ impl CacheTier for TwoTier {
 
     async fn clear_local(&self) {
         self.memory.clear_local().await;
+    }
+
+    async fn apply(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
+        let deleted = self.redis.apply(invalidation).await?;
+        self.memory.apply(invalidation).await?;
+        Ok(deleted)
     }
 
     fn tier_stats(&self) -> Vec<TierStats> {

@@ -93,6 +93,17 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
+impl futures::Stream for Subscription {
+    type Item = Delivery;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Delivery>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
 impl Subscription {
     pub(crate) fn new(rx: mpsc::Receiver<Delivery>, guard: Box<dyn Send + Sync>) -> Self {
         Subscription { rx, _guard: guard }

@@ -1,0 +1,115 @@
+//! The service's pub/sub: the transport from settings, the seed's subscribers
+//! (`cache-invalidate`, `notifications`), and the two-tier cache's announcements.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stagehand_actors::RuntimeHandle;
+use stagehand_actors::pubsub::{
+    CacheInvalidationHandler, HandlerActor, HandlerStats, NotificationHandler, SubscriberActor,
+};
+use stagehand_core::cache::{Cache, Invalidation, TwoTier};
+use stagehand_core::pubsub::{
+    MemoryTransport, PubSub, RedisTransport, RedisTransportOptions, Topic, Transport, channels,
+};
+use stagehand_core::redis::Target;
+use tokio::sync::mpsc;
+
+use crate::config::{ConfigError, Settings};
+
+/// How many two-tier announcements may wait to be published; past it they are dropped (the
+/// memory tiers' `memory_ttl` bounds what a lost one costs).
+const ANNOUNCE_QUEUE: usize = 4_096;
+
+/// Pub/sub over the queues' Redis (a standalone one), else within this process.
+pub async fn from_settings(settings: &Settings) -> Result<PubSub, ConfigError> {
+    let p = &settings.pubsub;
+    let transport: Arc<dyn Transport> = if settings.redis.url.is_empty() {
+        if !settings.redis.cluster.is_empty() {
+            tracing::warn!("pub/sub over a Redis Cluster is not supported yet: messages stay within this process");
+        }
+        Arc::new(MemoryTransport::new())
+    } else {
+        let client = redis::Client::open(settings.redis.url.as_str())
+            .map_err(|_| ConfigError::invalid("redis.url", "not a Redis URL"))?;
+        let timeout = Duration::from_millis(settings.redis.command_timeout_ms);
+        let publisher = Target::single_with(client.clone(), timeout)
+            .shared()
+            .await
+            .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
+        let options = RedisTransportOptions {
+            prefix: p.prefix.clone(),
+            ping_every: Duration::from_millis(p.ping_ms),
+            ping_timeout: Duration::from_millis(p.ping_timeout_ms),
+        };
+        Arc::new(RedisTransport::new(&client, publisher, options))
+    };
+    Ok(PubSub::new(transport, &p.published_by))
+}
+
+/// What the started subscribers count, by handler name.
+#[derive(Debug, Clone, Default)]
+pub struct Subscribers {
+    /// `(handler name, its counters)`.
+    pub handlers: Vec<(&'static str, Arc<HandlerStats>)>,
+}
+
+/// Starts the seed's subscribers: cache invalidation always, notifications when an `email`
+/// queue exists.
+pub fn start_subscribers(
+    settings: &Settings,
+    pubsub: &PubSub,
+    cache: &Cache,
+    runtime: &RuntimeHandle,
+) -> Subscribers {
+    let capacity = settings.actors.mailbox.handler;
+    let queue = settings.pubsub.queue;
+    let mut started = Subscribers::default();
+    let handler = CacheInvalidationHandler::new(cache.clone(), pubsub.node());
+    let (addr, stats) = HandlerActor::start(handler, runtime.alerts(), capacity);
+    SubscriberActor::start(
+        pubsub.clone(),
+        vec![Topic::Channel(channels::CACHE_INVALIDATE.into())],
+        &addr,
+        Arc::clone(&stats),
+        runtime.alerts(),
+        queue,
+    );
+    started.handlers.push(("cache-invalidation", stats));
+    if let Some(email) = runtime.queue("email") {
+        let handler = NotificationHandler::new(email.clone());
+        let (addr, stats) = HandlerActor::start(handler, runtime.alerts(), capacity);
+        SubscriberActor::start(
+            pubsub.clone(),
+            vec![Topic::Channel(channels::NOTIFICATIONS.into())],
+            &addr,
+            Arc::clone(&stats),
+            runtime.alerts(),
+            queue,
+        );
+        started.handlers.push(("notification", stats));
+    }
+    started
+}
+
+/// Publishes what the two-tier cache changes on `cache-invalidate`, so other processes drop
+/// it from their memory tiers. Publishing runs in a task of its own behind a bounded queue.
+pub fn announce_changes(two_tier: &TwoTier, pubsub: &PubSub) {
+    let (tx, mut rx) = mpsc::channel::<Invalidation>(ANNOUNCE_QUEUE);
+    let publisher = pubsub.clone();
+    actix_web::rt::spawn(async move {
+        while let Some(invalidation) = rx.recv().await {
+            if let Err(err) = publisher
+                .publish(channels::CACHE_INVALIDATE, &invalidation)
+                .await
+            {
+                tracing::debug!(error = %err, "a cache change was not announced");
+            }
+        }
+    });
+    two_tier.on_change(Arc::new(move |invalidation| {
+        if tx.try_send(invalidation).is_err() {
+            tracing::debug!("cache announcements are behind: one dropped");
+        }
+    }));
+}
