@@ -26,7 +26,9 @@ pub async fn from_settings(settings: &Settings) -> Result<PubSub, ConfigError> {
     let p = &settings.pubsub;
     let transport: Arc<dyn Transport> = if settings.redis.url.is_empty() {
         if !settings.redis.cluster.is_empty() {
-            tracing::warn!("pub/sub over a Redis Cluster is not supported yet: messages stay within this process");
+            tracing::warn!(
+                "pub/sub over a Redis Cluster is not supported yet: messages stay within this process"
+            );
         }
         Arc::new(MemoryTransport::new())
     } else {

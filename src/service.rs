@@ -89,6 +89,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         request_timeout: Duration::from_millis(settings.http.request_timeout_ms),
         workers: settings.http.workers,
         drain: HTTP_DRAIN,
+        max_connections: settings.http.max_connections,
     };
     let addr = settings.http.bind.parse().context("http.bind")?;
     let bound = http::server::bind(addr, state, &options).with_context(|| {

@@ -214,3 +214,155 @@ async fn a_head_that_trickles_in_is_cut_off_with_408() {
     );
     assert_eq!(service.api.get("/health").await.0, 200);
 }
+
+/// Sends `request`, then reads until the server closes, failing the test if it never does.
+async fn exchange_closed(port: u16, request: &[u8]) -> String {
+    tokio::time::timeout(common::PATIENCE, exchange(port, request))
+        .await
+        .expect("the server closed the connection")
+}
+
+/// The status codes of every response in `answer`, in order.
+fn statuses(answer: &str) -> Vec<u16> {
+    answer
+        .match_indices("HTTP/1.1 ")
+        .filter(|(i, _)| {
+            *i == 0 || answer[..*i].ends_with('}') || answer[..*i].ends_with("\r\n\r\n")
+        })
+        .filter_map(|(i, _)| answer.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn no_request_slips_past_the_guard_inside_another() {
+    let service = Service::start("").await;
+    let job = br#"{"name":"x","data":{}}"#;
+    let long_uri = format!(
+        "GET /health?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    // A bare LF after the last chunk starts a trailer for actix-http, which runs to the next
+    // empty line: the "request" inside it is trailer, and what follows is judged.
+    let mut trailer = b"POST /api/queues/email/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    trailer.extend_from_slice(format!("{:x}\r\n", job.len()).as_bytes());
+    trailer.extend_from_slice(job);
+    trailer.extend_from_slice(
+        b"\r\n0\r\n\nPOST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+    );
+    trailer.extend_from_slice(long_uri.as_bytes());
+    // `websocket` followed by a non-ASCII space is no upgrade for actix-http.
+    let mut upgrade =
+        b"GET /health HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\xc2\xa0\r\n\r\n".to_vec();
+    upgrade.extend_from_slice(long_uri.as_bytes());
+    for (request, expected) in [(trailer, vec![201, 414]), (upgrade, vec![200, 414])] {
+        let answer = exchange_closed(service.port, &request).await;
+        assert_eq!(
+            statuses(&answer),
+            expected,
+            "{}",
+            &answer[..answer.len().min(600)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_end_when_a_body_or_a_refused_client_lingers() {
+    let service = Service::start("[http]\nrequest_timeout_ms = 1000\n").await;
+    // A chunked body the route never reads, left unfinished.
+    for path in ["/health", "/nope", "/api/queues/email/jobs"] {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n"
+        );
+        exchange_closed(service.port, request.as_bytes()).await;
+    }
+    // A refused client that keeps sending.
+    let mut stream = TcpStream::connect(("127.0.0.1", service.port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GARBAGE\x01\r\n\r\n")
+        .await
+        .expect("send");
+    let trickle = async {
+        loop {
+            if stream.write_all(b"x").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 1024];
+            match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(common::PATIENCE, trickle)
+        .await
+        .expect("the server closed on the trickling client");
+}
+
+#[tokio::test]
+async fn garbage_is_refused_at_once_and_a_cut_head_is_a_400() {
+    // A timeout no test waits for: a refusal must not depend on it.
+    let service = Service::start("[http]\nrequest_timeout_ms = 600000\n").await;
+    let tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    let answer = exchange_closed(service.port, tls_hello).await;
+    let (status, body) = last_response(&answer);
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")));
+
+    let mut stream = TcpStream::connect(("127.0.0.1", service.port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("part of a head");
+    stream.shutdown().await.expect("half-close");
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::PATIENCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let (status, body) = last_response(&String::from_utf8_lossy(&answer));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("before the request head was complete")
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_their_turn() {
+    let service = Service::start("[http]\nworkers = 1\nmax_connections = 1\n").await;
+    // One connection takes the only place (its head half sent, so it stays).
+    let mut first = TcpStream::connect(("127.0.0.1", service.port))
+        .await
+        .expect("connect");
+    first
+        .write_all(b"GET /health HTTP/1.1\r\nHo")
+        .await
+        .expect("send");
+    let port = service.port;
+    let mut second = tokio::spawn(async move {
+        exchange(
+            port,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    });
+    // It cannot be served while the first holds the place.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut second).await;
+    assert!(early.is_err(), "served past the limit");
+    first
+        .write_all(b"st: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("the rest");
+    let mut answer = Vec::new();
+    first.read_to_end(&mut answer).await.expect("read");
+    let answer = tokio::time::timeout(common::PATIENCE, second)
+        .await
+        .expect("served once a place is free")
+        .expect("join");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -65,6 +65,9 @@ pub struct HttpSettings {
     pub ready_public: bool,
     /// A request whose headers and body have not arrived within this long is answered 408.
     pub request_timeout_ms: u64,
+    /// Connections open at once, at most; past it, new ones wait to be accepted (so a flood
+    /// of idle connections cannot exhaust file descriptors).
+    pub max_connections: usize,
 }
 
 /// `[[http.tokens]]`: one bearer token.
@@ -338,6 +341,7 @@ impl Default for HttpSettings {
             allow_unauthenticated: false,
             ready_public: true,
             request_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }

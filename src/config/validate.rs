@@ -198,6 +198,7 @@ impl Settings {
             ));
         }
         positive("http.request_timeout_ms", self.http.request_timeout_ms)?;
+        positive("http.max_connections", self.http.max_connections as u64)?;
         if self.http.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(
                 "http.max_body_bytes",

@@ -10,14 +10,30 @@
 
 use actix_web::http::{Method, Uri};
 
+use super::chunked::{Chunked, Walk};
+
 /// The largest request head passed on (actix-http's own limit is 128 KiB).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// The most header fields a request may have (actix-http's limit).
 pub(crate) const MAX_HEADERS: usize = 96;
 /// The longest request target (path and query) accepted.
 pub(crate) const MAX_URI_BYTES: usize = 16 * 1024;
-/// The longest chunk-size line or trailer section accepted in a chunked body.
-const MAX_CHUNK_LINE: usize = 4 * 1024;
+
+/// How a connection is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A request head was refused before actix-http saw it: answer it, then close.
+    Answer(Rejection),
+    /// A body broke its framing after its head was passed on (actix-http answers that
+    /// request): close without another answer.
+    Close,
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal::Answer(rejection)
+    }
+}
 
 /// Why a request was refused before it reached the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +59,11 @@ impl Rejection {
             error: "request_timeout",
             detail: format!("the request head did not arrive within {timeout_ms} ms"),
         }
+    }
+
+    /// The answer to a head the client stopped sending (it closed its side) before the end.
+    pub(crate) fn cut_head() -> Self {
+        Rejection::bad("the connection was closed before the request head was complete")
     }
 
     /// The answer to a head left incomplete when the server closed the connection (its idle
@@ -81,31 +102,17 @@ enum State {
     /// Passing on this many more body bytes.
     Body(u64),
     /// Walking a chunked body.
-    Chunked(Chunk),
+    Chunked(Chunked),
     /// The connection left HTTP/1.1 (an upgrade or `CONNECT`): everything passes.
     Passthrough,
-}
-
-#[derive(Debug)]
-enum Chunk {
-    /// Reading a chunk-size line.
-    Size,
-    /// Passing on this many more bytes of chunk data.
-    Data(u64),
-    /// Expecting the CR LF after chunk data: `true` once the CR was seen.
-    DataEnd(bool),
-    /// Reading trailer lines after the last chunk, up to an empty line.
-    Trailers,
 }
 
 /// Tracks request boundaries on one connection.
 #[derive(Debug)]
 pub(crate) struct Framing {
     state: State,
-    /// The head (or chunk line) read so far.
+    /// The head read so far.
     held: Vec<u8>,
-    /// Bytes of trailers read for the current chunked body.
-    trailer_bytes: usize,
     /// Request heads passed on so far.
     heads: u64,
 }
@@ -115,7 +122,6 @@ impl Default for Framing {
         Framing {
             state: State::Head,
             held: Vec::new(),
-            trailer_bytes: 0,
             heads: 0,
         }
     }
@@ -132,9 +138,15 @@ impl Framing {
         self.heads
     }
 
-    /// Reads `input`, appending to `out` what may be passed on. A rejected head is never passed
-    /// on; what came before it is.
-    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Rejection> {
+    /// Whether a body is arriving (its head passed on, its end not yet seen).
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self.state, State::Body(_) | State::Chunked(_))
+    }
+
+    /// Reads `input`, appending to `out` what may be passed on. A refused head is never passed
+    /// on; what came before it is. A broken body is passed on up to the byte that breaks it
+    /// (so actix-http sees the same fault), and the connection is then closed.
+    pub(crate) fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), Refusal> {
         while !input.is_empty() {
             match &mut self.state {
                 State::Passthrough => {
@@ -165,97 +177,40 @@ impl Framing {
                         }
                     }
                     let (taken, complete) = take_head(&self.held, input);
+                    let new_line = input[..taken].contains(&b'\n');
                     self.held.extend_from_slice(&input[..taken]);
                     input = &input[taken..];
                     if !complete {
                         if self.held.len() > MAX_HEAD_BYTES {
-                            return Err(too_large());
+                            return Err(too_large().into());
+                        }
+                        // What cannot become a request (TLS, garbage) is refused at once: its
+                        // first bytes are judged, and then each line as it ends.
+                        if new_line || self.held.len() <= 64 {
+                            judge_partial(&self.held)?;
                         }
                         break;
                     }
                     if self.held.len() > MAX_HEAD_BYTES {
-                        return Err(too_large());
+                        return Err(too_large().into());
                     }
                     self.state = judge(&self.held)?;
                     self.heads += 1;
                     out.append(&mut self.held);
                 }
-                State::Chunked(chunk) => {
-                    input = match chunk {
-                        Chunk::Data(left) => {
-                            let n = input
-                                .len()
-                                .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                            out.extend_from_slice(&input[..n]);
-                            *left -= n as u64;
-                            if *left == 0 {
-                                *chunk = Chunk::DataEnd(false);
-                            }
-                            &input[n..]
-                        }
-                        Chunk::DataEnd(saw_cr) => {
-                            let byte = input[0];
-                            out.push(byte);
-                            match (byte, *saw_cr) {
-                                (b'\r', false) => *saw_cr = true,
-                                (b'\n', true) => *chunk = Chunk::Size,
-                                _ => {
-                                    return Err(Rejection::bad(
-                                        "a chunk of the chunked body does not end with CR LF",
-                                    ));
-                                }
-                            }
-                            &input[1..]
-                        }
-                        Chunk::Size | Chunk::Trailers => {
-                            let line_end = input.iter().position(|&b| b == b'\n');
-                            let taken = line_end.map_or(input.len(), |i| i + 1);
-                            self.held.extend_from_slice(&input[..taken]);
-                            out.extend_from_slice(&input[..taken]);
-                            let rest = &input[taken..];
-                            if self.held.len() > MAX_CHUNK_LINE {
-                                return Err(Rejection::bad(format!(
-                                    "a line of the chunked body (a chunk size or a trailer) is longer than {MAX_CHUNK_LINE} bytes"
-                                )));
-                            }
-                            if line_end.is_some() {
-                                let line = std::mem::take(&mut self.held);
-                                self.state = self.end_of_chunk_line(&line)?;
-                            }
-                            rest
-                        }
-                    };
+                State::Chunked(chunked) => {
+                    let (n, walk) = chunked.walk(input);
+                    out.extend_from_slice(&input[..n]);
+                    input = &input[n..];
+                    match walk {
+                        Walk::More => {}
+                        Walk::Done => self.state = State::Head,
+                        Walk::Broken => return Err(Refusal::Close),
+                    }
                 }
             }
         }
         Ok(())
-    }
-
-    /// What follows a complete chunk-size or trailer line.
-    fn end_of_chunk_line(&mut self, line: &[u8]) -> Result<State, Rejection> {
-        if let State::Chunked(Chunk::Trailers) = self.state {
-            self.trailer_bytes += line.len();
-            if self.trailer_bytes > MAX_HEAD_BYTES {
-                return Err(Rejection {
-                    status: 431,
-                    error: "header_too_large",
-                    detail: format!("the chunked body's trailers exceed {MAX_HEAD_BYTES} bytes"),
-                });
-            }
-            return Ok(if line == b"\r\n" || line == b"\n" {
-                self.trailer_bytes = 0;
-                State::Head
-            } else {
-                State::Chunked(Chunk::Trailers)
-            });
-        }
-        match httparse::parse_chunk_size(line) {
-            Ok(httparse::Status::Complete((_, 0))) => Ok(State::Chunked(Chunk::Trailers)),
-            Ok(httparse::Status::Complete((_, size))) => Ok(State::Chunked(Chunk::Data(size))),
-            _ => Err(Rejection::bad(
-                "a chunk-size line of the chunked body is malformed",
-            )),
-        }
     }
 }
 
@@ -284,6 +239,36 @@ fn take_head(held: &[u8], input: &[u8]) -> (usize, bool) {
     (input.len(), false)
 }
 
+/// Refuses a partial head that cannot become a valid one.
+fn judge_partial(head: &[u8]) -> Result<(), Rejection> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(head) {
+        Ok(_) => Ok(()),
+        Err(httparse::Error::TooManyHeaders) => Err(too_many_headers()),
+        Err(err) => Err(Rejection::bad(format!(
+            "the request head is malformed ({err})"
+        ))),
+    }
+}
+
+fn too_many_headers() -> Rejection {
+    Rejection {
+        status: 431,
+        error: "header_too_large",
+        detail: format!("the request has more than {MAX_HEADERS} header fields"),
+    }
+}
+
+/// A header value as actix-http reads it: visible ASCII (and tabs), trimmed; `None` otherwise.
+fn ascii_value(value: &[u8]) -> Option<&str> {
+    let visible = value.iter().all(|&b| b == b'\t' || (32..127).contains(&b));
+    if visible {
+        std::str::from_utf8(value).ok().map(str::trim)
+    } else {
+        None
+    }
+}
+
 /// Judges a complete head by actix-http's rules, returning how its body is framed.
 fn judge(head: &[u8]) -> Result<State, Rejection> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -293,13 +278,7 @@ fn judge(head: &[u8]) -> Result<State, Rejection> {
         Ok(httparse::Status::Partial) => {
             return Err(Rejection::bad("the request head is incomplete"));
         }
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Rejection {
-                status: 431,
-                error: "header_too_large",
-                detail: format!("the request has more than {MAX_HEADERS} header fields"),
-            });
-        }
+        Err(httparse::Error::TooManyHeaders) => return Err(too_many_headers()),
         Err(err) => {
             return Err(Rejection::bad(format!(
                 "the request head is malformed ({err})"
@@ -325,7 +304,7 @@ fn judge(head: &[u8]) -> Result<State, Rejection> {
     let (mut chunked, mut seen_te, mut seen_host, mut websocket) = (false, false, false, false);
     for header in req.headers.iter() {
         let name = header.name;
-        let value = std::str::from_utf8(header.value).map(str::trim);
+        let value = ascii_value(header.value).ok_or(());
         if name.eq_ignore_ascii_case("content-length") {
             if content_length.is_some() {
                 return Err(Rejection::bad(
@@ -380,7 +359,7 @@ fn judge(head: &[u8]) -> Result<State, Rejection> {
         return Err(Rejection::bad("an HTTP/1.0 POST needs a Content-Length"));
     }
     Ok(if chunked {
-        State::Chunked(Chunk::Size)
+        State::Chunked(Chunked::default())
     } else if websocket {
         State::Passthrough
     } else {
@@ -396,16 +375,25 @@ fn judge(head: &[u8]) -> Result<State, Rejection> {
 mod tests {
     use super::*;
 
-    /// Feeds `input` in pieces of `step` bytes; returns what passed and the rejection, if any.
-    fn run(input: &[u8], step: usize) -> (Vec<u8>, Option<Rejection>) {
+    /// Feeds `input` in pieces of `step` bytes; returns what passed and the refusal, if any.
+    fn feed_all(input: &[u8], step: usize) -> (Vec<u8>, Option<Refusal>) {
         let mut framing = Framing::default();
         let mut out = Vec::new();
         for piece in input.chunks(step) {
-            if let Err(rejection) = framing.feed(piece, &mut out) {
-                return (out, Some(rejection));
+            if let Err(refusal) = framing.feed(piece, &mut out) {
+                return (out, Some(refusal));
             }
         }
         (out, None)
+    }
+
+    /// As [`feed_all`], for input that is either fine or a refused head.
+    fn run(input: &[u8], step: usize) -> (Vec<u8>, Option<Rejection>) {
+        match feed_all(input, step) {
+            (out, None) => (out, None),
+            (out, Some(Refusal::Answer(rejection))) => (out, Some(rejection)),
+            (_, Some(Refusal::Close)) => panic!("a body broke"),
+        }
     }
 
     const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -449,7 +437,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
             "A: b\r\n".repeat(MAX_HEADERS)
         );
-        let cases: [(&[u8], u16, &str); 12] = [
+        let cases: [(&[u8], u16, &str); 14] = [
             (b"GARBAGE\r\n\r\n", 400, "malformed"),
             (b"GET / HTTP/1.1\r\n\r\n", 400, "Host"),
             (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "malformed"),
@@ -459,7 +447,9 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400, "chunked"),
             (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400, "both"),
             (b"POST / HTTP/1.0\r\n\r\n", 400, "HTTP/1.0 POST"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "chunk-size"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\xc2\xa0\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400, "one Content-Length"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\xc2\xa0\r\n\r\n", 400, "Content-Length"),
+            (b"\x16\x03\x01\x02\x00\x01\x00", 400, "malformed"),
             (long_uri.as_bytes(), 414, "request target"),
             (many.as_bytes(), 431, "header fields"),
         ];
@@ -469,10 +459,28 @@ mod tests {
                 rejection.unwrap_or_else(|| panic!("{:?} passed", String::from_utf8_lossy(input)));
             assert_eq!(rejection.status, status, "{rejection:?}");
             assert!(rejection.detail.contains(words), "{rejection:?}");
-            if status != 400 || !rejection.detail.contains("chunk") {
-                assert!(out.is_empty(), "a refused head was passed on");
-            }
+            assert!(out.is_empty(), "a refused head was passed on");
         }
+    }
+
+    #[test]
+    fn a_broken_body_passes_up_to_its_fault_and_closes() {
+        let head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut stream = head.to_vec();
+        stream.extend_from_slice(b"3\r\nabcX\r\n0\r\n\r\n");
+        let (out, refusal) = feed_all(&stream, 4);
+        assert_eq!(refusal, Some(Refusal::Close));
+        assert_eq!(out, stream[..head.len() + 7]);
+    }
+
+    #[test]
+    fn a_non_ascii_upgrade_is_not_an_upgrade() {
+        // actix-http reads `websocket\u{a0}` as no upgrade: the next head must still be judged.
+        let mut stream =
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\xc2\xa0\r\n\r\n".to_vec();
+        stream.extend_from_slice(b"BAD\x01 / HTTP/1.1\r\n\r\n");
+        let (_, rejection) = run(&stream, 7);
+        assert_eq!(rejection.map(|r| r.status), Some(400));
     }
 
     #[test]

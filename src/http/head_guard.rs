@@ -1,10 +1,13 @@
-//! A connection wrapper that answers bad request heads itself, in JSON.
+//! A connection wrapper that answers bad request heads itself, in JSON, and times requests.
 //!
 //! [`HeadGuard`] sits between the socket and actix-http. Reads go through a [`Framing`], which
-//! holds each request head until it is whole and judged. A refused head (too large, malformed,
-//! or not complete within the head timeout) is never handed on: actix-http instead sees the end
-//! of the stream, finishes the responses it owes, and shuts the connection down; at that point
-//! the guard writes its JSON answer and closes.
+//! holds each request head until it is whole and judged, and walks bodies by actix-http's own
+//! rules. A refused head (too large, malformed, or not complete within the head timeout) is
+//! never handed on: actix-http instead sees the end of the stream, finishes the responses it
+//! owes, and shuts the connection down; the guard then writes its JSON answer and closes. A
+//! body that breaks its framing, or is not all there a second after the request timeout (a
+//! route that ignores its body would otherwise let actix-http wait for it for ever), closes
+//! the connection without another answer.
 
 use std::io;
 use std::pin::Pin;
@@ -14,12 +17,28 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::framing::{Framing, Rejection};
+use super::framing::{Framing, Refusal, Rejection};
 
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// How much a refused client may still send, read and dropped, before the connection closes.
 const MAX_DRAIN: usize = 1024 * 1024;
+/// How long a refused client's further bytes are read and dropped, at most.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// How much longer than the request timeout a body may take before the guard closes the
+/// connection (so that a route reading its body answers its own JSON 408 first).
+const BODY_GRACE: Duration = Duration::from_secs(1);
+
+/// What the guard times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timing {
+    /// Nothing: between requests (actix-http's keep-alive covers idleness) or passed through.
+    Idle,
+    /// A request head.
+    Head,
+    /// A request body.
+    Body,
+}
 
 /// A socket whose request heads are judged before actix-http reads them.
 pub(crate) struct HeadGuard<S> {
@@ -29,50 +48,76 @@ pub(crate) struct HeadGuard<S> {
     ready: Vec<u8>,
     passed: usize,
     scratch: Box<[u8]>,
-    /// How long a request head may take to arrive.
-    head_timeout: Duration,
-    /// Runs while a head is awaited: from the connection's start for its first request, from
-    /// its first byte for later ones.
-    head_timer: Option<Pin<Box<Sleep>>>,
-    /// The answer owed once actix-http shuts the connection, and how much of it is written.
+    /// How long a request head (and, a little longer, its body) may take to arrive.
+    timeout: Duration,
+    timing: Timing,
+    timer: Pin<Box<Sleep>>,
+    /// The answer owed once actix-http shuts the connection (empty: close without one), and
+    /// how much of it is written.
     answer: Option<(Vec<u8>, usize)>,
-    /// Whether the write side is shut (after the answer), and how much was read and dropped.
+    /// Whether the write side is shut (after the answer), how much was read and dropped since,
+    /// and until when that goes on.
     write_closed: bool,
     drained: usize,
+    drain_until: Option<Instant>,
 }
 
 impl<S> HeadGuard<S> {
-    pub(crate) fn new(io: S, head_timeout: Duration) -> Self {
+    pub(crate) fn new(io: S, timeout: Duration) -> Self {
         HeadGuard {
             io,
             framing: Framing::default(),
             ready: Vec::new(),
             passed: 0,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            head_timeout,
-            head_timer: Some(Box::pin(tokio::time::sleep(head_timeout))),
+            timeout,
+            // The first request's head is timed from the connection's start.
+            timing: Timing::Head,
+            timer: Box::pin(tokio::time::sleep(timeout)),
             answer: None,
             write_closed: false,
             drained: 0,
+            drain_until: None,
         }
     }
 
-    fn refuse(&mut self, rejection: Rejection) {
-        tracing::debug!(status = rejection.status, detail = %rejection.detail, "request refused before routing");
-        self.answer = Some((rejection.to_response(), 0));
-        self.head_timer = None;
+    fn refuse(&mut self, refusal: Refusal) {
+        let answer = match refusal {
+            Refusal::Answer(rejection) => {
+                tracing::debug!(status = rejection.status, detail = %rejection.detail, "request refused before routing");
+                rejection.to_response()
+            }
+            Refusal::Close => Vec::new(),
+        };
+        self.answer = Some((answer, 0));
+        self.timing = Timing::Idle;
     }
 
-    /// Stops the head timer once a head is whole (`heads_before` is the count before the last
-    /// read), and starts it when the next head begins.
-    fn time_heads(&mut self, heads_before: u64) {
-        if self.framing.heads() != heads_before {
-            self.head_timer = None;
+    /// Times what the connection is in now: a head from its first byte (a new head restarts
+    /// the clock), a body from the end of its head, nothing in between.
+    fn retime(&mut self, heads_before: u64) {
+        let new_head = self.framing.heads() != heads_before;
+        let next = if self.framing.head_started() {
+            Timing::Head
+        } else if self.framing.in_body() {
+            Timing::Body
+        } else {
+            Timing::Idle
+        };
+        let restart = match (self.timing, next) {
+            (_, Timing::Idle) => false,
+            (Timing::Idle, _) => true,
+            (Timing::Head, Timing::Head) | (Timing::Body, Timing::Body) => new_head,
+            (Timing::Head, Timing::Body) | (Timing::Body, Timing::Head) => true,
+        };
+        if restart {
+            let limit = match next {
+                Timing::Body => self.timeout + BODY_GRACE,
+                _ => self.timeout,
+            };
+            self.timer.as_mut().reset(Instant::now() + limit);
         }
-        if self.framing.head_started() && self.head_timer.is_none() {
-            let deadline = Instant::now() + self.head_timeout;
-            self.head_timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
-        }
+        self.timing = next;
     }
 }
 
@@ -96,33 +141,37 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
             }
             let mut read = ReadBuf::new(&mut this.scratch);
             match Pin::new(&mut this.io).poll_read(cx, &mut read) {
-                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    if this.framing.head_started() {
+                        // The client closed its side mid-head; it can still read an answer.
+                        this.refuse(Rejection::cut_head().into());
+                        continue;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
                 Poll::Ready(Ok(())) => {
                     this.ready.clear();
                     this.passed = 0;
                     let heads_before = this.framing.heads();
                     match this.framing.feed(read.filled(), &mut this.ready) {
-                        Ok(()) => this.time_heads(heads_before),
-                        Err(rejection) => this.refuse(rejection),
+                        Ok(()) => this.retime(heads_before),
+                        Err(refusal) => this.refuse(refusal),
                     }
                 }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 Poll::Pending => {
-                    let expired = this
-                        .head_timer
-                        .as_mut()
-                        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
-                    if !expired {
+                    if this.timing == Timing::Idle || this.timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    if this.framing.head_started() {
-                        this.refuse(Rejection::slow_head(this.head_timeout.as_millis()));
-                    } else {
-                        // Nothing arrived at all: close without an answer, as for an idle
-                        // keep-alive connection.
-                        this.head_timer = None;
-                        this.answer = Some((Vec::new(), 0));
-                    }
+                    let refusal = match this.timing {
+                        Timing::Head if this.framing.head_started() => {
+                            Rejection::slow_head(this.timeout.as_millis()).into()
+                        }
+                        // Nothing at all arrived on a new connection, or a body is late: close
+                        // (a late body's request has its own answer).
+                        _ => Refusal::Close,
+                    };
+                    this.refuse(refusal);
                 }
             }
         }
@@ -157,17 +206,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
     /// Writes the answer owed (if a head was refused, or one was left half-sent), then shuts
     /// the socket. A client still sending when its head was refused would have its answer
     /// destroyed by the reset that closing unread data causes, so what it sends next is read
-    /// and dropped (up to [`MAX_DRAIN`]; actix-http's disconnect timeout bounds the time).
+    /// and dropped, up to [`MAX_DRAIN`] bytes for at most [`DRAIN_TIME`].
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.answer.is_none() && this.framing.head_started() {
             // actix-http closes an idle keep-alive connection while a head is arriving.
-            this.refuse(Rejection::unfinished_head());
+            this.refuse(Rejection::unfinished_head().into());
         }
         let Some((answer, written)) = &mut this.answer else {
             return Pin::new(&mut this.io).poll_shutdown(cx);
         };
-        if *written < answer.len() || !this.write_closed {
+        if !this.write_closed {
             while *written < answer.len() {
                 let n = ready!(Pin::new(&mut this.io).poll_write(cx, &answer[*written..]))?;
                 if n == 0 {
@@ -177,15 +226,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
             }
             ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
             this.write_closed = true;
+            this.drain_until = Some(Instant::now() + DRAIN_TIME);
+            this.timer.as_mut().reset(Instant::now() + DRAIN_TIME);
         }
         if answer.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        while this.drained < MAX_DRAIN {
+        while this.drained < MAX_DRAIN && this.drain_until.is_some_and(|t| Instant::now() < t) {
             let mut read = ReadBuf::new(&mut this.scratch);
-            match ready!(Pin::new(&mut this.io).poll_read(cx, &mut read)) {
-                Ok(()) if !read.filled().is_empty() => this.drained += read.filled().len(),
-                _ => break,
+            match Pin::new(&mut this.io).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) if !read.filled().is_empty() => {
+                    this.drained += read.filled().len();
+                }
+                Poll::Ready(_) => break,
+                Poll::Pending => {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    break;
+                }
             }
         }
         Poll::Ready(Ok(()))

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cache;
+mod chunked;
 mod deadline;
 mod error;
 mod framing;
@@ -175,9 +176,7 @@ pub fn scope(
         )
         .service(resource("/api/cache/stats", "GET").route(web::get().to(cache::stats)))
         .service(resource("/api/cache/invalidate", "POST").route(web::post().to(cache::invalidate)))
-        .service(
-            resource("/api/pubsub/{channel}", "POST").route(web::post().to(cache::publish)),
-        )
+        .service(resource("/api/pubsub/{channel}", "POST").route(web::post().to(cache::publish)))
         .service(
             resource("/api/cache/{key:.+}", "GET, PUT, DELETE")
                 .route(web::get().to(cache::get))

@@ -28,6 +28,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// How long requests in flight get to finish once a graceful stop begins.
     pub drain: Duration,
+    /// Connections open at once, at most (past it, new ones wait in the listen backlog).
+    pub max_connections: usize,
 }
 
 /// A bound, not yet running, server.
@@ -55,9 +57,14 @@ pub fn bind(addr: SocketAddr, state: ApiState, options: &ServerOptions) -> io::R
     let mut builder = Server::build()
         .disable_signals()
         .shutdown_timeout(options.drain.as_secs().max(1));
-    if options.workers > 0 {
-        builder = builder.workers(options.workers);
-    }
+    let workers = if options.workers > 0 {
+        options.workers
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    };
+    builder = builder
+        .workers(workers)
+        .max_concurrent_connections(options.max_connections.div_ceil(workers).max(1));
     let stopping = builder.graceful_shutdown_signal();
     let head_timeout = options.request_timeout;
     let server = builder.listen("stagehand-http", listener, move || {

@@ -57,7 +57,10 @@ impl MessageHandler for CacheInvalidationHandler {
     }
 
     async fn gap(&self, reason: &str) {
-        tracing::info!(reason, "invalidations may have been lost: clearing the memory tier");
+        tracing::info!(
+            reason,
+            "invalidations may have been lost: clearing the memory tier"
+        );
         self.cache.clear_local().await;
     }
 }

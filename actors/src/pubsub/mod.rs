@@ -107,7 +107,10 @@ impl<H: MessageHandler> HandlerActor<H> {
                 AlertKind::HandlerFailed,
                 Severity::High,
                 self.handler.name(),
-                format!("handler '{}' failed on a message from '{channel}': {what}", self.handler.name()),
+                format!(
+                    "handler '{}' failed on a message from '{channel}': {what}",
+                    self.handler.name()
+                ),
             ),
         );
         ctx.stop();
@@ -174,7 +177,9 @@ impl<H: MessageHandler> Handler<Gap> for HandlerActor<H> {
         self.stats.gaps.fetch_add(1, Ordering::Relaxed);
         let handler = Arc::clone(&self.handler);
         let work = async move {
-            let _ = AssertUnwindSafe(handler.gap(&msg.reason)).catch_unwind().await;
+            let _ = AssertUnwindSafe(handler.gap(&msg.reason))
+                .catch_unwind()
+                .await;
         };
         AtomicResponse::new(Box::pin(work.into_actor(self)))
     }
@@ -278,7 +283,10 @@ impl StreamHandler<Delivery> for SubscriberActor {
                             AlertKind::MessagesDropped,
                             Severity::Warning,
                             &self.name,
-                            format!("a handler of {} is behind: {dropped} message(s) dropped so far", self.name),
+                            format!(
+                                "a handler of {} is behind: {dropped} message(s) dropped so far",
+                                self.name
+                            ),
                         ),
                     );
                 }

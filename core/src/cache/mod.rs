@@ -52,11 +52,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::CacheError;
+pub use invalidation::Invalidation;
 pub use memory::{MemoryLimit, MemoryTier};
 pub use redis::{RedisTier, RedisTierOptions};
 pub use stats::{CacheStats, TierStats, hit_rate};
 pub use tier::{CacheTier, Lease, Stored, Ttl};
-pub use invalidation::Invalidation;
 pub use two_tier::{Announce, TwoTier};
 
 use flight::{Flights, Landing, Role};
@@ -328,7 +328,8 @@ impl Cache {
     pub async fn apply(&self, invalidation: &Invalidation) -> Result<u64, CacheError> {
         if !invalidation.is_well_formed() {
             return Err(CacheError::Invalid(
-                "an invalidation names exactly one of keys (a non-empty list), pattern or tag".into(),
+                "an invalidation names exactly one of keys (a non-empty list), pattern or tag"
+                    .into(),
             ));
         }
         for key in &invalidation.keys {
