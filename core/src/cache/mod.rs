@@ -59,6 +59,14 @@ pub use stats::{CacheStats, TierStats, hit_rate};
 pub use tier::{CacheTier, Lease, Stored, Ttl};
 pub use two_tier::{Announce, TwoTier};
 
+pub use stagehand_macros::cacheable;
+
+/// What `#[cacheable]`'s expansion needs, under a path the caller need not depend on.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json;
+}
+
 use flight::{Flights, Landing, Role};
 use stats::{Counters, LoadCounters};
 
