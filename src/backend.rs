@@ -116,6 +116,18 @@ impl Backend {
         }
     }
 
+    /// The queues' Redis, for `/api/redis`.
+    pub fn redis_endpoint(&self) -> Option<crate::http::RedisEndpoint> {
+        match self {
+            Backend::Memory => None,
+            Backend::Redis(r) => Some(crate::http::RedisEndpoint {
+                role: "queues",
+                shown: r.shown.clone(),
+                conn: r.conn.clone(),
+            }),
+        }
+    }
+
     /// What `/ready` asks, for a backend that can be down.
     pub fn probe(&self) -> Option<Arc<dyn ReadyProbe>> {
         match self {

@@ -61,6 +61,26 @@ pub async fn from_settings(settings: &Settings) -> Result<(Cache, Option<TwoTier
     })
 }
 
+/// The cache's Redis, for `/api/redis` (`None` for the memory strategy).
+pub async fn redis_endpoint(settings: &Settings) -> Option<crate::http::RedisEndpoint> {
+    let strategy = settings.cache.strategy.as_str();
+    if strategy == "memory" {
+        return None;
+    }
+    let client = redis_url(settings).ok()??;
+    let shown = if settings.cache.url.is_empty() {
+        format!("{} (db 0)", crate::backend::redacted(&settings.redis.url))
+    } else {
+        crate::backend::redacted(&settings.cache.url)
+    };
+    let conn = Target::single(client).shared().await.ok()?;
+    Some(crate::http::RedisEndpoint {
+        role: "cache",
+        shown,
+        conn,
+    })
+}
+
 /// `cache.url`, else `redis.url` on database 0 (the seed's cache database); `None` without
 /// either.
 fn redis_url(settings: &Settings) -> Result<Option<Client>, ConfigError> {

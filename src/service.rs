@@ -82,6 +82,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_cache(cache)
         .with_pubsub(pubsub)
+        .with_redis(
+            backend
+                .redis_endpoint()
+                .into_iter()
+                .chain(crate::cache::redis_endpoint(&settings).await)
+                .collect(),
+        )
         .with_probe(backend.probe())
         .with_auth(auth.clone())
         .with_request_timeout(Duration::from_millis(settings.http.request_timeout_ms));

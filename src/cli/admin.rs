@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use super::Command;
+use super::{CacheCommand, Command};
 
 /// Runs an admin command against `server`.
 pub(super) fn run(server: &str, token: Option<&str>, command: Command) -> ExitCode {
@@ -120,8 +120,82 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
                     .map_err(Failure::into_message)?,
             )
         }
+        Command::Cache(command) => cache(client, server, command).await,
+        Command::Publish { channel, message } => {
+            let message: Value = serde_json::from_str(&message)
+                .map_err(|e| format!("the message is not JSON: {e}"))?;
+            let url = path_url(server, &["api", "pubsub", &channel])?;
+            let answer = send(client.post(url.clone()).json(&message), url.as_str())
+                .await
+                .map_err(Failure::into_message)?;
+            pretty(answer)
+        }
         Command::Serve { .. } => Err("serve is not an admin command".into()),
     }
+}
+
+async fn cache(
+    client: &reqwest::Client,
+    server: &str,
+    command: CacheCommand,
+) -> Result<String, String> {
+    let answer = match command {
+        CacheCommand::Get { key } => {
+            let url = path_url(server, &["api", "cache", &key])?;
+            send(client.get(url.clone()), url.as_str()).await
+        }
+        CacheCommand::Set {
+            key,
+            value,
+            ttl,
+            tags,
+        } => {
+            // A bare word is a string, as a shell user means it.
+            let value: Value = serde_json::from_str(&value).unwrap_or(Value::String(value));
+            let mut body = json!({ "value": value, "tags": tags });
+            if let Some(ttl) = ttl {
+                body["ttl_ms"] = json!(ttl.as_millis() as u64);
+            }
+            let url = path_url(server, &["api", "cache", &key])?;
+            send(client.put(url.clone()).json(&body), url.as_str()).await
+        }
+        CacheCommand::Del { key } => {
+            let url = path_url(server, &["api", "cache", &key])?;
+            send(client.delete(url.clone()), url.as_str()).await
+        }
+        CacheCommand::Invalidate { keys, pattern, tag } => {
+            let body = if !keys.is_empty() {
+                json!({ "keys": keys })
+            } else if let Some(pattern) = pattern {
+                json!({ "pattern": pattern })
+            } else if let Some(tag) = tag {
+                json!({ "tag": tag })
+            } else {
+                return Err("give --key (repeatable), --pattern or --tag".into());
+            };
+            let url = path_url(server, &["api", "cache", "invalidate"])?;
+            send(client.post(url.clone()).json(&body), url.as_str()).await
+        }
+        CacheCommand::Stats => {
+            let url = path_url(server, &["api", "cache", "stats"])?;
+            send(client.get(url.clone()), url.as_str()).await
+        }
+    };
+    match answer.map_err(Failure::into_message)? {
+        Value::Null => Ok(String::new()),
+        other => pretty(other),
+    }
+}
+
+/// `server` with `segments` appended, each percent-encoded (a key may hold `/`, `?`, `#`).
+fn path_url(server: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(server)
+        .map_err(|e| format!("--server takes a URL such as http://127.0.0.1:8080 ({e})"))?;
+    url.path_segments_mut()
+        .map_err(|_| "--server must be an http:// or https:// URL".to_string())?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
 }
 
 /// A fresh idempotency key: `cli-` and 128 random bits in hex.
@@ -192,6 +266,9 @@ async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Value, Fail
         }
     })?;
     let status = response.status();
+    if status == reqwest::StatusCode::NO_CONTENT {
+        return Ok(Value::Null);
+    }
     let body: Value = response.json().await.map_err(|e| {
         Failure::Final(format!(
             "{} answered {status} without JSON: {}",

@@ -76,6 +76,58 @@ pub enum Command {
         /// Only this queue.
         queue: Option<String>,
     },
+    /// Read and change the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Publish a message (JSON) on a channel; prints its id and how many received it.
+    Publish {
+        /// The channel (without the server's prefix), e.g. `notifications`.
+        channel: String,
+        /// The message, as JSON.
+        message: String,
+    },
+}
+
+/// `stagehand cache ...`
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Print a key's value and time left as JSON.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Store a value (JSON).
+    Set {
+        /// The key.
+        key: String,
+        /// The value, as JSON (a bare word is taken as a string).
+        value: String,
+        /// How long it lives (e.g. 90s, 1h); without it, until deleted.
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        /// A tag (repeatable): `cache invalidate --tag` deletes every key stored with it.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Delete a key.
+    Del {
+        /// The key.
+        key: String,
+    },
+    /// Delete keys, a glob pattern or a tag in every process's cache.
+    Invalidate {
+        /// A key (repeatable).
+        #[arg(long = "key", conflicts_with_all = ["pattern", "tag"])]
+        keys: Vec<String>,
+        /// A glob pattern (`user:*`).
+        #[arg(long, conflicts_with = "tag")]
+        pattern: Option<String>,
+        /// A tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Print the hit, miss, error and load counters.
+    Stats,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

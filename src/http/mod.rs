@@ -10,6 +10,7 @@ mod framing;
 mod head_guard;
 mod jobs;
 mod queues;
+mod redis;
 pub mod server;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use stagehand_actors::RuntimeHandle;
 
 pub use auth::{Auth, Role, Token};
 pub use error::ApiError;
+pub use redis::RedisEndpoint;
 
 /// Something `/ready` checks besides the pools (the Redis connection, say).
 #[async_trait::async_trait]
@@ -42,6 +44,7 @@ pub struct ApiState {
     request_timeout: std::time::Duration,
     cache: Option<stagehand_core::cache::Cache>,
     pubsub: Option<stagehand_core::pubsub::PubSub>,
+    redis: Vec<RedisEndpoint>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -63,6 +66,7 @@ impl ApiState {
             request_timeout: std::time::Duration::from_secs(30),
             cache: None,
             pubsub: None,
+            redis: Vec::new(),
         }
     }
 
@@ -88,6 +92,12 @@ impl ApiState {
     /// invalidations to every process).
     pub fn with_pubsub(mut self, pubsub: stagehand_core::pubsub::PubSub) -> Self {
         self.pubsub = Some(pubsub);
+        self
+    }
+
+    /// The same API, reporting these Redis servers at `/api/redis`.
+    pub fn with_redis(mut self, endpoints: Vec<RedisEndpoint>) -> Self {
+        self.redis = endpoints;
         self
     }
 
@@ -175,6 +185,7 @@ pub fn scope(
                 .route(web::post().to(jobs::retry)),
         )
         .service(resource("/api/cache/stats", "GET").route(web::get().to(cache::stats)))
+        .service(resource("/api/redis", "GET").route(web::get().to(redis::metrics)))
         .service(resource("/api/cache/invalidate", "POST").route(web::post().to(cache::invalidate)))
         .service(resource("/api/pubsub/{channel}", "POST").route(web::post().to(cache::publish)))
         .service(

@@ -116,6 +116,36 @@ impl RedisTier {
         format!("{}-lease:{key}", self.base)
     }
 
+    /// The value at `key` with its time left and its tags, in one round trip (what a memory
+    /// tier in front needs to hold a copy that tag invalidations can find).
+    pub async fn get_with_tags(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Stored, Vec<String>)>, CacheError> {
+        let name = self.value_key(key);
+        let (text, left, tags): (Option<String>, i64, Vec<String>) = redis::pipe()
+            .get(&name)
+            .pttl(&name)
+            .smembers(format!("{}-keytags:{key}", self.base))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| self.counted(e))?;
+        match text {
+            Some(text) => {
+                self.counters.hit();
+                let stored = Stored {
+                    text: Arc::from(text),
+                    ttl: u64::try_from(left).ok().map(Duration::from_millis),
+                };
+                Ok(Some((stored, tags)))
+            }
+            None => {
+                self.counters.miss();
+                Ok(None)
+            }
+        }
+    }
+
     /// Deletes `keys` (without the prefix) in one script; how many existed.
     async fn delete_batch(&self, keys: &[String]) -> Result<u64, CacheError> {
         let mut call = self.scripts.del.prepare_invoke();

@@ -78,15 +78,16 @@ impl CacheTier for TwoTier {
         if let Some(found) = self.memory.get(key, with_ttl).await? {
             return Ok(Some(found));
         }
-        // Filling memory needs Redis's time left, so it is always asked for.
-        let found = self.redis.get(key, true).await?;
-        if let Some(stored) = &found {
-            let front = self.front_ttl(stored.ttl);
-            self.memory
-                .set(key, Arc::clone(&stored.text), Some(front), &[])
-                .await?;
-        }
-        Ok(found)
+        // The copy keeps Redis's time left (or less) and the key's tags, so that a tag
+        // invalidation from any process finds it.
+        let Some((stored, tags)) = self.redis.get_with_tags(key).await? else {
+            return Ok(None);
+        };
+        let front = self.front_ttl(stored.ttl);
+        self.memory
+            .set(key, Arc::clone(&stored.text), Some(front), &tags)
+            .await?;
+        Ok(Some(stored))
     }
 
     async fn set(

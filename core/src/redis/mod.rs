@@ -6,6 +6,7 @@ mod codec;
 mod conn;
 pub(crate) mod errors;
 mod events;
+pub mod info;
 pub mod keys;
 mod scripts;
 mod signal;

@@ -1,0 +1,51 @@
+//! `GET /api/redis`: the seed's Redis metrics for each Redis the service uses.
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use stagehand_core::redis::Conn;
+use stagehand_core::redis::info;
+
+use super::{ApiError, ApiState};
+
+/// A Redis the service uses, and for what.
+#[derive(Clone)]
+pub struct RedisEndpoint {
+    /// `queues` or `cache`.
+    pub role: &'static str,
+    /// Its URL with any password hidden.
+    pub shown: String,
+    /// A connection to it.
+    pub conn: Conn,
+}
+
+impl std::fmt::Debug for RedisEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEndpoint")
+            .field("role", &self.role)
+            .field("shown", &self.shown)
+            .finish()
+    }
+}
+
+/// How long `INFO` may take before the endpoint is reported unreachable.
+const INFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let mut out = Vec::new();
+    for endpoint in &state.redis {
+        let mut conn = endpoint.conn.clone();
+        let entry = match tokio::time::timeout(INFO_TIMEOUT, info::metrics(&mut conn)).await {
+            Ok(Ok(metrics)) => {
+                json!({ "role": endpoint.role, "server": endpoint.shown, "metrics": metrics })
+            }
+            Ok(Err(err)) => {
+                json!({ "role": endpoint.role, "server": endpoint.shown, "error": err.to_string() })
+            }
+            Err(_) => {
+                json!({ "role": endpoint.role, "server": endpoint.shown, "error": "INFO timed out" })
+            }
+        };
+        out.push(entry);
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
