@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::{Delivery, Outlet, PubSubError, Subscription, Topic, Transport, check_name};
 use crate::cache::pattern;
 use crate::redis::Conn;
+use crate::outage::{Outage, OutageNote};
 use crate::redis::errors::reason;
 
 /// How the Redis transport names channels and watches its connections.
@@ -139,24 +140,27 @@ impl Listener {
     async fn run(self, outlet: Outlet) {
         let mut subscribed_before = false;
         let mut pause = Duration::from_millis(100);
-        let mut failures = 0u32;
+        // An outage is told once, then at a falling rate, and once when it ends.
+        let mut outage = Outage::default();
         loop {
             match self.connect().await {
                 Ok((conn, pushes)) => {
-                    if subscribed_before {
-                        tracing::info!(topics = ?self.topics, "pub/sub subscription made again");
-                        if !outlet.offer(gap("resubscribed after the connection was lost")) {
-                            return;
-                        }
+                    if let Some(lasted) = outage.answered() {
+                        tracing::info!(topics = ?self.topics, lasted_ms = lasted.as_millis() as u64, "pub/sub subscribed again");
+                    }
+                    if subscribed_before
+                        && !outlet.offer(gap("resubscribed after the connection was lost"))
+                    {
+                        return;
                     }
                     subscribed_before = true;
                     pause = Duration::from_millis(100);
-                    failures = 0;
-                    let lost = self.pump(conn, pushes, &outlet).await;
-                    match lost {
+                    match self.pump(conn, pushes, &outlet).await {
                         None => return,
                         Some(why) => {
-                            tracing::warn!(topics = ?self.topics, reason = %why, "pub/sub connection lost; making it again");
+                            if outage.failed() == Some(OutageNote::Started) {
+                                tracing::warn!(topics = ?self.topics, reason = %why, "pub/sub connection lost; making it again");
+                            }
                             if !outlet.offer(gap(&why)) {
                                 return;
                             }
@@ -164,9 +168,14 @@ impl Listener {
                     }
                 }
                 Err(err) => {
-                    failures += 1;
-                    if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(topics = ?self.topics, error = %reason(&err), failures, "pub/sub cannot subscribe; trying again");
+                    match outage.failed() {
+                        Some(OutageNote::Started) => {
+                            tracing::warn!(topics = ?self.topics, error = %reason(&err), "pub/sub cannot subscribe; trying again");
+                        }
+                        Some(OutageNote::StillDown(lasted)) => {
+                            tracing::warn!(topics = ?self.topics, error = %reason(&err), down_s = lasted.as_secs(), "pub/sub still cannot subscribe");
+                        }
+                        None => {}
                     }
                     // A first subscription that failed has lost messages too.
                     subscribed_before = true;
