@@ -85,6 +85,25 @@ async fn bad_cache_input_is_a_400_and_changes_nothing() {
             "{body} -> {answer}"
         );
     }
+    // A key that is not UTF-8 once decoded would collide with others: refused.
+    assert_eq!(
+        api.put("/api/cache/bad%FF", &json!({"value": 1})).await.0,
+        400
+    );
+    assert_eq!(api.get("/api/cache/bad%FE").await.0, 400);
+    // `stats` and `invalidate` are keys for the methods their routes do not take.
+    assert_eq!(
+        api.put("/api/cache/stats", &json!({"value": "s"})).await.0,
+        204
+    );
+    assert_eq!(
+        api.put("/api/cache/invalidate", &json!({"value": "i"}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(api.get("/api/cache/invalidate").await.1["value"], "i");
+    assert_eq!(api.delete("/api/cache/stats").await.1["deleted"], true);
     let long = "k".repeat(2000);
     assert_eq!(
         api.put(&format!("/api/cache/{long}"), &json!({"value": 1}))

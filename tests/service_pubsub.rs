@@ -288,3 +288,73 @@ async fn the_cli_drives_the_cache_and_publishes() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_invalidation_does_not_take_later_writes_with_it() {
+    let redis = RedisServer::start();
+    let (a, b) = two_processes(&redis).await;
+    subscribed(&redis, 2).await;
+    // Many keys, so that applying the pattern again in Redis would take B a while.
+    let mut conn = redis_conn(&redis).await;
+    let mut fill = redis::pipe();
+    for i in 0..20_000 {
+        fill.set(format!("cache:pat{i}"), "\"old\"").ignore();
+    }
+    let _: () = fill.query_async(&mut conn).await.expect("fill");
+    a.api.put("/api/cache/marker", &json!({"value": 1})).await;
+    assert_eq!(value(&b, "marker").await, 1);
+    // Listen to what the others are told (after the marker's own announcement).
+    let mut listener = redis::Client::open(redis.url())
+        .expect("client")
+        .get_async_pubsub()
+        .await
+        .expect("pubsub");
+    listener
+        .subscribe("stagehand:cache-invalidate")
+        .await
+        .expect("subscribe");
+    let (_, answer) = a
+        .api
+        .post("/api/cache/invalidate", &json!({"pattern": "pat*"}))
+        .await;
+    assert_eq!(answer["deleted"], 20_000);
+    // Told: drop memory copies only, the store has the change.
+    let mut told = listener.on_message();
+    let pattern = loop {
+        let message = futures::StreamExt::next(&mut told)
+            .await
+            .expect("a message");
+        let text: String = message.get_payload().expect("text");
+        let envelope: Value = serde_json::from_str(&text).expect("JSON");
+        if envelope["message"]["pattern"] == "pat*" {
+            break envelope["message"].clone();
+        }
+    };
+    assert_eq!(pattern, json!({"pattern": "pat*", "memory_only": true}));
+    drop(told);
+    // Written after the invalidation: it must stay, whenever the others apply it.
+    a.api.put("/api/cache/pat7", &json!({"value": "new"})).await;
+    a.api
+        .post("/api/cache/invalidate", &json!({"keys": ["marker"]}))
+        .await;
+    // Messages arrive in order: once B dropped the marker, it has applied the pattern too.
+    eventually("B to apply both invalidations", || async {
+        (b.api.get("/api/cache/marker").await.0 == 404).then_some(())
+    })
+    .await;
+    assert_eq!(value(&b, "pat7").await, "new");
+    assert_eq!(value(&a, "pat7").await, "new");
+    // A message published raw on the channel applies everywhere, its sender included.
+    a.api.put("/api/cache/self1", &json!({"value": 1})).await;
+    let (status, _) = a
+        .api
+        .post("/api/pubsub/cache-invalidate", &json!({"keys": ["self1"]}))
+        .await;
+    assert_eq!(status, 200);
+    for service in [&a, &b] {
+        eventually("the key to go everywhere", || async {
+            (service.api.get("/api/cache/self1").await.0 == 404).then_some(())
+        })
+        .await;
+    }
+}

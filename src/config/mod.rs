@@ -211,9 +211,10 @@ pub struct CacheSettings {
     pub url: String,
     /// The prefix of every cache key in Redis (the seed's `cache:`).
     pub prefix: String,
-    /// The memory tier's bound in entries (used unless `max_bytes` is set).
+    /// The memory tier's bound in entries, used when `max_bytes` is 0.
     pub max_entries: u64,
-    /// The memory tier's bound in bytes of keys and values; 0: bound by `max_entries`.
+    /// The memory tier's bound in bytes of keys and values (256 MiB); 0: bound by
+    /// `max_entries` instead.
     pub max_bytes: u64,
     /// How long the two-tier strategy's memory keeps a value at most (bounds staleness when
     /// an invalidation message is lost).
@@ -233,7 +234,7 @@ impl Default for CacheSettings {
             url: String::new(),
             prefix: "cache:".into(),
             max_entries: 100_000,
-            max_bytes: 0,
+            max_bytes: 256 * 1024 * 1024,
             memory_ttl_ms: 30_000,
             lease_ms: 10_000,
             early_refresh_beta: 1.0,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -17,10 +17,28 @@ fn cache(state: &ApiState) -> Result<&Cache, ApiError> {
     state.cache.as_ref().ok_or(ApiError::NoCache)
 }
 
+/// The key in the path. A percent-encoded key that is not UTF-8 is refused: decoded with
+/// replacement characters, different keys would become the same one.
+fn key(req: &HttpRequest, key: web::Path<String>) -> Result<String, ApiError> {
+    let key = key.into_inner();
+    if key.contains('\u{FFFD}') {
+        let raw = req.uri().path();
+        let encoded = raw.to_ascii_uppercase().contains("%EF%BF%BD") || raw.contains('\u{FFFD}');
+        if !encoded {
+            return Err(ApiError::BadRequest(
+                "the key is not UTF-8 once percent-decoded".into(),
+            ));
+        }
+    }
+    Ok(key)
+}
+
 pub(super) async fn get(
     state: web::Data<ApiState>,
+    req: HttpRequest,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = self::key(&req, key)?;
     let cache = cache(&state)?;
     let stored = cache
         .get_stored(&key)
@@ -51,9 +69,11 @@ pub(super) struct PutBody {
 
 pub(super) async fn put(
     state: web::Data<ApiState>,
+    req: HttpRequest,
     key: web::Path<String>,
     body: web::Json<PutBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = self::key(&req, key)?;
     let body = body.into_inner();
     let text: Arc<str> = Arc::from(body.value.get());
     let ttl = body.ttl_ms.map(Duration::from_millis);
@@ -63,8 +83,10 @@ pub(super) async fn put(
 
 pub(super) async fn delete(
     state: web::Data<ApiState>,
+    req: HttpRequest,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let key = self::key(&req, key)?;
     let deleted = cache(&state)?.delete(&key).await?;
     Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
 }
@@ -84,6 +106,9 @@ pub(super) async fn invalidate(
         ));
     }
     let deleted = cache.apply(&inv).await?;
+    // The shared store has the change now: the others only drop their memory copies (were
+    // they to apply it to the store again, later, they would delete writes made since).
+    inv.memory_only = true;
     let Some(pubsub) = &state.pubsub else {
         return Ok(HttpResponse::Ok().json(json!({ "deleted": deleted, "receivers": 0 })));
     };

@@ -1,7 +1,8 @@
 //! Walks a chunked request body byte by byte, by the same rules as actix-http's decoder, so
 //! that the guard and actix-http always agree on where such a body ends.
 
-/// The most bytes of chunk extensions and of trailers accepted (actix-http sets no limit).
+/// The most bytes of extensions on one chunk-size line, and of trailers, accepted (actix-http
+/// sets no limit; the guard's body timer bounds the time either way).
 const MAX_FRAMING_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +96,15 @@ impl Chunked {
                 (State::Extension, b'\r') => Some(State::SizeLf),
                 (State::Extension, 0x00..=0x08 | 0x0a..=0x1f | 0x7f) => None,
                 (State::Extension, _) => self.framing_byte().then_some(State::Extension),
-                (State::SizeLf, b'\n') if self.size > 0 => Some(State::Body),
-                (State::SizeLf, b'\n') => Some(State::EndCr),
+                (State::SizeLf, b'\n') if self.size > 0 => {
+                    // Extensions are limited per line, trailers in all.
+                    self.framing = 0;
+                    Some(State::Body)
+                }
+                (State::SizeLf, b'\n') => {
+                    self.framing = 0;
+                    Some(State::EndCr)
+                }
                 (State::SizeLf, _) => None,
                 (State::BodyCr, b'\r') => Some(State::BodyLf),
                 (State::BodyLf, b'\n') => Some(State::SizeFirst),
@@ -172,6 +180,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn extensions_are_limited_per_line_not_per_body() {
+        let mut body = Vec::new();
+        for _ in 0..3_000 {
+            body.extend_from_slice(b"1;name=a-forty-byte-chunk-extension-value\r\nx\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(walk_all(&body, 4096), (body.len(), Walk::Done));
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub(crate) struct Framing {
     state: State,
     /// The head read so far.
     held: Vec<u8>,
+    /// Empty-line bytes skipped before the current head (they count as its start, and
+    /// against its size).
+    blank: usize,
     /// Request heads passed on so far.
     heads: u64,
 }
@@ -122,6 +125,7 @@ impl Default for Framing {
         Framing {
             state: State::Head,
             held: Vec::new(),
+            blank: 0,
             heads: 0,
         }
     }
@@ -130,7 +134,7 @@ impl Default for Framing {
 impl Framing {
     /// Whether part of a request head has arrived and waits for the rest.
     pub(crate) fn head_started(&self) -> bool {
-        matches!(self.state, State::Head) && !self.held.is_empty()
+        matches!(self.state, State::Head) && (!self.held.is_empty() || self.blank > 0)
     }
 
     /// How many request heads have been passed on.
@@ -166,12 +170,17 @@ impl Framing {
                 }
                 State::Head => {
                     if self.held.is_empty() {
-                        // Empty lines before a request line are skipped (RFC 9112 §2.2).
+                        // Empty lines before a request line are skipped (RFC 9112 §2.2), but
+                        // they start the head's clock and count against its size.
                         let skip = input
                             .iter()
                             .take_while(|b| matches!(b, b'\r' | b'\n'))
                             .count();
                         input = &input[skip..];
+                        self.blank += skip;
+                        if self.blank > MAX_HEAD_BYTES {
+                            return Err(too_large().into());
+                        }
                         if input.is_empty() {
                             break;
                         }
@@ -196,6 +205,7 @@ impl Framing {
                     }
                     self.state = judge(&self.held)?;
                     self.heads += 1;
+                    self.blank = 0;
                     out.append(&mut self.held);
                 }
                 State::Chunked(chunked) => {
@@ -497,8 +507,9 @@ mod tests {
     fn a_started_head_is_seen() {
         let mut framing = Framing::default();
         let mut out = Vec::new();
-        framing.feed(b"\r\n", &mut out).expect("a valid head");
         assert!(!framing.head_started());
+        framing.feed(b"\r\n", &mut out).expect("a valid head");
+        assert!(framing.head_started(), "blank lines start a head's clock");
         framing.feed(b"GET / HT", &mut out).expect("a valid head");
         assert!(framing.head_started());
         framing

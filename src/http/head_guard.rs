@@ -60,6 +60,9 @@ pub(crate) struct HeadGuard<S> {
     write_closed: bool,
     drained: usize,
     drain_until: Option<Instant>,
+    /// Runs while a write waits for a client that does not read; past the timeout the
+    /// connection is given up.
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> HeadGuard<S> {
@@ -78,7 +81,32 @@ impl<S> HeadGuard<S> {
             write_closed: false,
             drained: 0,
             drain_until: None,
+            write_stall: None,
         }
+    }
+
+    /// Passes a write's result on, failing it once writes have waited longer than the
+    /// timeout for a client that does not read (so such a client cannot hold a connection).
+    fn unless_stalled<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.write_stall = None;
+            return result;
+        }
+        let timeout = self.timeout;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stall.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading its responses",
+            )));
+        }
+        Poll::Pending
     }
 
     fn refuse(&mut self, refusal: Refusal) {
@@ -180,27 +208,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadGuard<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HeadGuard<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.unless_stalled(cx, result)
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.unless_stalled(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        this.unless_stalled(cx, result)
     }
 
     /// Writes the answer owed (if a head was refused, or one was left half-sent), then shuts

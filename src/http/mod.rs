@@ -184,9 +184,21 @@ pub fn scope(
             resource("/api/queues/{queue}/jobs/{id}/retry", "POST")
                 .route(web::post().to(jobs::retry)),
         )
-        .service(resource("/api/cache/stats", "GET").route(web::get().to(cache::stats)))
+        // `stats` and `invalidate` are keys like any other for the methods they do not take.
+        .service(
+            resource("/api/cache/{key:stats}", "GET, PUT, DELETE")
+                .route(web::get().to(cache::stats))
+                .route(web::put().to(cache::put))
+                .route(web::delete().to(cache::delete)),
+        )
         .service(resource("/api/redis", "GET").route(web::get().to(redis::metrics)))
-        .service(resource("/api/cache/invalidate", "POST").route(web::post().to(cache::invalidate)))
+        .service(
+            resource("/api/cache/{key:invalidate}", "GET, POST, PUT, DELETE")
+                .route(web::post().to(cache::invalidate))
+                .route(web::get().to(cache::get))
+                .route(web::put().to(cache::put))
+                .route(web::delete().to(cache::delete)),
+        )
         .service(resource("/api/pubsub/{channel}", "POST").route(web::post().to(cache::publish)))
         .service(
             resource("/api/cache/{key:.+}", "GET, PUT, DELETE")

@@ -14,10 +14,11 @@ use crate::queue::QueueHandle;
 
 /// Applies `cache-invalidate` messages to this process's cache.
 ///
-/// A message from another process's two-tier cache (`memory_only`) drops the keys from this
-/// process's memory tier; one from anywhere else (the seed's handler, `redis-cli PUBLISH`)
-/// deletes them from the cache, store included. This process's own messages are skipped: it
-/// applied them when it made them. A gap (messages possibly lost) clears the memory tier.
+/// A `memory_only` message (what a process announces after changing the shared store) drops
+/// the keys from this process's memory tier, and is skipped when this process sent it; any
+/// other (the seed's handler, `redis-cli PUBLISH`, `POST /api/pubsub/cache-invalidate`)
+/// deletes them from the cache, store included. A gap (messages possibly lost) clears the
+/// memory tier.
 pub struct CacheInvalidationHandler {
     cache: Cache,
     node: String,
@@ -42,7 +43,8 @@ impl MessageHandler for CacheInvalidationHandler {
     }
 
     async fn handle(&self, message: Invalidation, metadata: Metadata) -> Result<(), String> {
-        if metadata.node == self.node {
+        // This process applied its own changes when it made them.
+        if message.memory_only && metadata.node == self.node {
             return Ok(());
         }
         match self.cache.apply(&message).await {
@@ -126,9 +128,11 @@ impl MessageHandler for NotificationHandler {
         });
         let mut job = NewJob::new("notification", data);
         job.options = self.email.defaults().clone();
-        // Without a message id, the content stands in for one.
+        // Without a message id, the content and its timestamp stand in for one (every process
+        // subscribed receives the message: they must agree on one job).
         let id = if metadata.id.is_empty() {
-            format!("{:016x}", fnv1a(job.data.get()))
+            let seen = format!("{}|{}", metadata.timestamp, job.data.get());
+            format!("{:016x}", fnv1a(&seen))
         } else {
             metadata.id
         };

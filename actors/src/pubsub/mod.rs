@@ -78,6 +78,8 @@ pub struct HandlerActor<H: MessageHandler> {
     alerts: Addr<AlertActor>,
     stats: Arc<HandlerStats>,
     capacity: usize,
+    /// When a skipped (malformed) message was last logged: at most one line a minute.
+    malformed_logged: Option<std::time::Instant>,
 }
 
 impl<H: MessageHandler> HandlerActor<H> {
@@ -94,6 +96,7 @@ impl<H: MessageHandler> HandlerActor<H> {
             alerts,
             stats: shared,
             capacity,
+            malformed_logged: None,
         });
         (addr, stats)
     }
@@ -136,18 +139,24 @@ impl<H: MessageHandler> Handler<Deliver> for HandlerActor<H> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) -> Self::Result {
+        let envelope: Envelope<H::Message> = match Envelope::parse(&msg.payload) {
+            Ok(envelope) => envelope,
+            Err(reason) => {
+                let skipped = self.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+                let quiet = self
+                    .malformed_logged
+                    .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(60));
+                if !quiet {
+                    self.malformed_logged = Some(std::time::Instant::now());
+                    tracing::warn!(handler = self.handler.name(), channel = %msg.channel, %reason, skipped_so_far = skipped, "message skipped (at most one such line a minute)");
+                }
+                return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+            }
+        };
         let handler = Arc::clone(&self.handler);
         let stats = Arc::clone(&self.stats);
-        let channel = msg.channel.clone();
+        let channel = msg.channel;
         let work = async move {
-            let envelope: Envelope<H::Message> = match Envelope::parse(&msg.payload) {
-                Ok(envelope) => envelope,
-                Err(reason) => {
-                    stats.malformed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(handler = handler.name(), channel = %msg.channel, %reason, "message skipped");
-                    return Ok(());
-                }
-            };
             match AssertUnwindSafe(handler.handle(envelope.message, envelope.metadata))
                 .catch_unwind()
                 .await

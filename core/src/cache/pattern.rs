@@ -68,7 +68,8 @@ fn class(p: &[u8], start: usize, byte: u8) -> Option<(bool, usize)> {
         if p[i] == b'\\' && i + 1 < p.len() {
             hit |= p[i + 1] == byte;
             i += 2;
-        } else if i + 2 < p.len() && p[i + 1] == b'-' && p[i + 2] != b']' {
+        } else if i + 2 < p.len() && p[i + 1] == b'-' {
+            // As Redis reads it: `[a-]` is the range from `a` to `]`.
             let (lo, hi) = (p[i].min(p[i + 2]), p[i].max(p[i + 2]));
             hit |= (lo..=hi).contains(&byte);
             i += 3;
@@ -116,6 +117,10 @@ mod tests {
             ("\\*x", "*x", true),
             ("\\*x", "ax", false),
             ("k[\\]]", "k]", true),
+            ("a[a-]", "a]", true),
+            ("a[a-]", "a^", true),
+            ("a[a-]", "a-", false),
+            ("[]a]", "]a]", false),
         ];
         for (pattern, text, expected) in cases {
             assert_eq!(matches(pattern, text), expected, "{pattern} ~ {text}");

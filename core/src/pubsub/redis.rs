@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 
 use super::{Delivery, Outlet, PubSubError, Subscription, Topic, Transport, check_name};
 use crate::cache::pattern;
-use crate::redis::Conn;
 use crate::outage::{Outage, OutageNote};
+use crate::redis::Conn;
 use crate::redis::errors::reason;
 
 /// How the Redis transport names channels and watches its connections.
