@@ -643,3 +643,52 @@ async fn a_write_in_one_process_evicts_the_key_from_the_others_memory() {
     assert!(b.get::<String>("other").await.is_err());
     assert_eq!(b.stats().errors, 1);
 }
+
+#[tokio::test]
+async fn delete_pattern_over_100k_keys_works_in_batches_and_spares_the_rest() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server, CacheOptions::default()).await;
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    for chunk in 0..10 {
+        let mut fill = redis::pipe();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            fill.set(format!("cache:session:{i}"), "1").ignore();
+            if i % 10 == 0 {
+                fill.set(format!("cache:user:{i}"), "1").ignore();
+            }
+        }
+        let _: () = fill.query_async(&mut conn).await.expect("fill");
+    }
+    // Watch the commands Redis runs: SCAN and scripts, never KEYS.
+    let before: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    assert!(!before.contains("cmdstat_keys"));
+    assert_eq!(
+        cache.delete_pattern("session:*").await.expect("pattern"),
+        100_000
+    );
+    let left: u64 = redis::cmd("DBSIZE")
+        .query_async(&mut conn)
+        .await
+        .expect("DBSIZE");
+    assert_eq!(left, 10_000, "only the user keys are left");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
+    assert!(!stats.contains("cmdstat_keys"), "KEYS was used");
+    let scans: u64 = stats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_scan:"))
+        .and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok())
+        .expect("SCAN calls");
+    assert!(scans >= 100, "{scans} SCAN steps: bounded batches");
+}
