@@ -21,29 +21,35 @@ use crate::config::{ConfigError, Settings};
 /// memory tiers' `memory_ttl` bounds what a lost one costs).
 const ANNOUNCE_QUEUE: usize = 4_096;
 
-/// Pub/sub over the queues' Redis (a standalone one), else within this process.
+/// Pub/sub over the queues' Redis (sharded pub/sub on a Cluster), else within this process.
 pub async fn from_settings(settings: &Settings) -> Result<PubSub, ConfigError> {
     let p = &settings.pubsub;
-    let transport: Arc<dyn Transport> = if settings.redis.url.is_empty() {
-        if !settings.redis.cluster.is_empty() {
-            tracing::warn!(
-                "pub/sub over a Redis Cluster is not supported yet: messages stay within this process"
-            );
-        }
+    let options = RedisTransportOptions {
+        prefix: p.prefix.clone(),
+        ping_every: Duration::from_millis(p.ping_ms),
+        ping_timeout: Duration::from_millis(p.ping_timeout_ms),
+    };
+    let timeout = Duration::from_millis(settings.redis.command_timeout_ms);
+    let transport: Arc<dyn Transport> = if !settings.redis.cluster.is_empty() {
+        let publisher = Target::cluster_with(&settings.redis.cluster, timeout)
+            .map_err(|e| ConfigError::invalid("redis.cluster", e.to_string()))?
+            .shared()
+            .await
+            .map_err(|e| ConfigError::invalid("redis.cluster", e.to_string()))?;
+        Arc::new(RedisTransport::cluster(
+            &settings.redis.cluster,
+            publisher,
+            options,
+        ))
+    } else if settings.redis.url.is_empty() {
         Arc::new(MemoryTransport::new())
     } else {
         let client = redis::Client::open(settings.redis.url.as_str())
             .map_err(|_| ConfigError::invalid("redis.url", "not a Redis URL"))?;
-        let timeout = Duration::from_millis(settings.redis.command_timeout_ms);
         let publisher = Target::single_with(client.clone(), timeout)
             .shared()
             .await
             .map_err(|e| ConfigError::invalid("redis.url", e.to_string()))?;
-        let options = RedisTransportOptions {
-            prefix: p.prefix.clone(),
-            ping_every: Duration::from_millis(p.ping_ms),
-            ping_timeout: Duration::from_millis(p.ping_timeout_ms),
-        };
         Arc::new(RedisTransport::new(&client, publisher, options))
     };
     Ok(PubSub::new(transport, &p.published_by))

@@ -275,3 +275,67 @@ async fn a_full_queue_drops_and_says_how_many() {
     let (_, _, payload) = next_message(&mut sub).await;
     assert!(payload.contains("10"));
 }
+
+/// A transport on `cluster` as a separate process would have it.
+async fn cluster_transport(cluster: &common::redis::RedisCluster) -> Arc<dyn Transport> {
+    let nodes = cluster.urls();
+    let publisher = Target::cluster(&nodes)
+        .expect("target")
+        .shared()
+        .await
+        .expect("conn");
+    let options = RedisTransportOptions {
+        ping_every: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(300),
+        ..RedisTransportOptions::default()
+    };
+    Arc::new(RedisTransport::cluster(&nodes, publisher, options))
+}
+
+#[tokio::test]
+async fn a_cluster_carries_sharded_messages_and_heals_a_killed_link() {
+    let cluster = common::redis::RedisCluster::start();
+    let publisher = PubSub::new(cluster_transport(&cluster).await, "x");
+    let subscriber = PubSub::new(cluster_transport(&cluster).await, "x");
+    let err = subscriber
+        .subscribe(&[Topic::Pattern("cache-*".into())], 16)
+        .await
+        .expect_err("no patterns on sharded pub/sub");
+    assert!(err.to_string().contains("pattern"), "{err}");
+    // Channels in different slots, so on different nodes.
+    let topics: Vec<Topic> = ["notifications", "cache-invalidate", "a", "b", "c"]
+        .iter()
+        .map(|c| Topic::Channel(c.to_string()))
+        .collect();
+    let mut sub = subscriber.subscribe(&topics, 64).await.expect("subscribe");
+    for channel in ["notifications", "cache-invalidate", "a", "b", "c"] {
+        publish_until_received(&publisher, channel, &json!(channel)).await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 5 {
+        let (channel, _, _) = next_message(&mut sub).await;
+        seen.insert(channel);
+    }
+    for port in &cluster.ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("conn");
+        let _: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .expect("CLIENT KILL");
+    }
+    next_gap(&mut sub).await;
+    publish_until_received(&publisher, "notifications", &json!("after")).await;
+    loop {
+        let (channel, _, payload) = next_message(&mut sub).await;
+        if channel == "notifications" && payload.contains("after") {
+            break;
+        }
+    }
+}

@@ -1,12 +1,16 @@
 //! The Redis transport: `PUBLISH` on the shared connection; each subscription on a RESP3
 //! connection of its own that it PINGs, remakes when lost, and resubscribes, reporting a gap
-//! each time.
+//! each time. On a Cluster, sharded pub/sub: `SPUBLISH` and `SSUBSCRIBE`, each channel on the
+//! node that owns its slot (so a message crosses no other node); a subscription checks each
+//! of its nodes with a keyed command instead of a PING. Sharded pub/sub has no patterns.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
@@ -37,10 +41,19 @@ impl Default for RedisTransportOptions {
     }
 }
 
-/// Pub/sub on one Redis server.
+/// Where subscriptions connect.
+#[derive(Clone)]
+enum Source {
+    /// One server (a RESP3 client).
+    Single(Client),
+    /// A Cluster's nodes.
+    Cluster(Vec<String>),
+}
+
+/// Pub/sub on one Redis server or a Cluster.
 #[derive(Clone)]
 pub struct RedisTransport {
-    client: Client,
+    source: Source,
     publisher: Conn,
     options: Arc<RedisTransportOptions>,
 }
@@ -72,7 +85,21 @@ impl RedisTransport {
         let client =
             Client::open(info.set_redis_settings(resp3)).unwrap_or_else(|_| client.clone());
         RedisTransport {
-            client,
+            source: Source::Single(client),
+            publisher,
+            options: Arc::new(options),
+        }
+    }
+
+    /// Sharded pub/sub on the Cluster of `nodes`, publishing on `publisher` (a connection to
+    /// the same Cluster).
+    pub fn cluster(
+        nodes: &[String],
+        publisher: Conn,
+        options: RedisTransportOptions,
+    ) -> RedisTransport {
+        RedisTransport {
+            source: Source::Cluster(nodes.to_vec()),
             publisher,
             options: Arc::new(options),
         }
@@ -88,7 +115,11 @@ impl Transport for RedisTransport {
     async fn publish(&self, channel: &str, payload: &str) -> Result<u64, PubSubError> {
         check_name(channel)?;
         let mut conn = self.publisher.clone();
-        redis::cmd("PUBLISH")
+        let command = match self.source {
+            Source::Single(_) => "PUBLISH",
+            Source::Cluster(_) => "SPUBLISH",
+        };
+        redis::cmd(command)
             .arg(self.wire(channel))
             .arg(payload)
             .query_async(&mut conn)
@@ -104,11 +135,19 @@ impl Transport for RedisTransport {
         for topic in topics {
             let (Topic::Channel(name) | Topic::Pattern(name)) = topic;
             check_name(name)?;
+            if matches!(
+                (topic, &self.source),
+                (Topic::Pattern(_), Source::Cluster(_))
+            ) {
+                return Err(PubSubError::Invalid(
+                    "a Redis Cluster's sharded pub/sub has no pattern subscriptions".into(),
+                ));
+            }
         }
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let outlet = Outlet::new(tx);
         let listener = Listener {
-            client: self.client.clone(),
+            source: self.source.clone(),
             options: Arc::clone(&self.options),
             topics: topics.to_vec(),
         };
@@ -131,9 +170,15 @@ impl Drop for AbortOnDrop {
 
 /// One subscription's connection loop.
 struct Listener {
-    client: Client,
+    source: Source,
     options: Arc<RedisTransportOptions>,
     topics: Vec<Topic>,
+}
+
+/// A subscription's own connection.
+enum SubConn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 impl Listener {
@@ -190,18 +235,8 @@ impl Listener {
     }
 
     /// A fresh connection subscribed to every topic, and its pushes.
-    async fn connect(
-        &self,
-    ) -> redis::RedisResult<(MultiplexedConnection, mpsc::UnboundedReceiver<PushInfo>)> {
+    async fn connect(&self) -> redis::RedisResult<(SubConn, mpsc::UnboundedReceiver<PushInfo>)> {
         let (push_tx, pushes) = mpsc::unbounded_channel();
-        let config = AsyncConnectionConfig::new()
-            .set_push_sender(push_tx)
-            .set_connection_timeout(Some(self.options.ping_timeout))
-            .set_response_timeout(Some(self.options.ping_timeout));
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
         let channels: Vec<String> = self
             .topics
             .iter()
@@ -218,20 +253,63 @@ impl Listener {
                 Topic::Channel(_) => None,
             })
             .collect();
-        if !channels.is_empty() {
-            conn.subscribe(&channels).await?;
+        match &self.source {
+            Source::Single(client) => {
+                let config = AsyncConnectionConfig::new()
+                    .set_push_sender(push_tx)
+                    .set_connection_timeout(Some(self.options.ping_timeout))
+                    .set_response_timeout(Some(self.options.ping_timeout));
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                if !channels.is_empty() {
+                    conn.subscribe(&channels).await?;
+                }
+                if !patterns.is_empty() {
+                    conn.psubscribe(&patterns).await?;
+                }
+                Ok((SubConn::Single(conn), pushes))
+            }
+            Source::Cluster(nodes) => {
+                let client = ClusterClientBuilder::new(nodes.clone())
+                    .use_protocol(ProtocolVersion::RESP3)
+                    .push_sender(push_tx)
+                    .connection_timeout(self.options.ping_timeout)
+                    .response_timeout(self.options.ping_timeout)
+                    .build()?;
+                let mut conn = client.get_async_connection().await?;
+                for channel in &channels {
+                    conn.ssubscribe(channel).await?;
+                }
+                Ok((SubConn::Cluster(conn), pushes))
+            }
         }
-        if !patterns.is_empty() {
-            conn.psubscribe(&patterns).await?;
+    }
+
+    /// Checks each connection the subscription stands on: a PING on one server; on a Cluster,
+    /// a keyed command per channel, which goes to the node that owns the channel's slot.
+    async fn check(&self, conn: &mut SubConn) -> redis::RedisResult<()> {
+        match conn {
+            SubConn::Single(c) => redis::cmd("PING").query_async::<Value>(c).await.map(|_| ()),
+            SubConn::Cluster(c) => {
+                for topic in &self.topics {
+                    if let Topic::Channel(name) = topic {
+                        redis::cmd("EXISTS")
+                            .arg(format!("{}{name}", self.options.prefix))
+                            .query_async::<Value>(c)
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
         }
-        Ok((conn, pushes))
     }
 
     /// Passes pushes on until the connection is lost (`Some(why)`) or the subscription is
     /// dropped (`None`).
     async fn pump(
         &self,
-        mut conn: MultiplexedConnection,
+        mut conn: SubConn,
         mut pushes: mpsc::UnboundedReceiver<PushInfo>,
         outlet: &Outlet,
     ) -> Option<String> {
@@ -253,8 +331,7 @@ impl Listener {
                     }
                 }
                 _ = ping.tick() => {
-                    let pong = redis::cmd("PING").query_async::<Value>(&mut conn).await;
-                    if let Err(err) = pong {
+                    if let Err(err) = self.check(&mut conn).await {
                         return Some(format!("PING failed: {}", reason(&err)));
                     }
                 }
@@ -275,7 +352,7 @@ impl Listener {
                 .unwrap_or(name)
         };
         match push.kind {
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 let [channel, payload] = push.data.as_slice() else {
                     return None;
                 };
