@@ -45,7 +45,7 @@ impl Default for RedisTransportOptions {
 #[derive(Clone)]
 enum Source {
     /// One server (a RESP3 client).
-    Single(Client),
+    Single(Box<Client>),
     /// A Cluster's nodes.
     Cluster(Vec<String>),
 }
@@ -85,7 +85,7 @@ impl RedisTransport {
         let client =
             Client::open(info.set_redis_settings(resp3)).unwrap_or_else(|_| client.clone());
         RedisTransport {
-            source: Source::Single(client),
+            source: Source::Single(Box::new(client)),
             publisher,
             options: Arc::new(options),
         }
