@@ -13,6 +13,7 @@ pub mod outage;
 pub mod processor;
 pub mod pubsub;
 pub mod redis;
+pub mod schedule;
 pub mod store;
 
 #[cfg(feature = "testkit")]
