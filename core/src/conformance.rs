@@ -999,6 +999,194 @@ pub async fn clean_and_drain_cover_a_large_backlog(store: Store) {
     assert_eq!(store.counts().await.expect("counts"), Default::default());
 }
 
+fn schedule(id: &str, next_at: u64) -> crate::schedule::Schedule {
+    let spec: crate::schedule::ScheduleSpec = serde_json::from_value(json!({
+        "id": id, "queue": "q", "name": "tick", "every_ms": 1000, "data": {"from": id},
+    }))
+    .expect("a spec");
+    crate::schedule::Schedule {
+        spec,
+        state: crate::schedule::ScheduleState {
+            next_at: Some(next_at),
+            created_at: 1,
+            ..Default::default()
+        },
+    }
+}
+
+fn fire(id: &str, expected: u64, next_at: Option<u64>, fires: u64) -> crate::store::ScheduleFire {
+    let mut job = NewJob::new("tick", json!({}));
+    job.options.job_id = Some(crate::schedule::fire_job_id(id, expected));
+    crate::store::ScheduleFire {
+        id: id.to_string(),
+        expected,
+        jobs: vec![job],
+        next_at,
+        last_fire: Some(expected),
+        fires,
+    }
+}
+
+/// A new schedule is created; the same spec again changes nothing (its state is kept); a
+/// changed spec takes the new next fire; removal says whether it existed.
+pub async fn schedules_upsert_idempotently(store: Store) {
+    use crate::store::PutSchedule::*;
+    let s = schedule("daily", 5_000);
+    assert_eq!(store.put_schedule(&s).await.expect("put"), Created);
+    let mut again = s.clone();
+    again.state.next_at = Some(9_999);
+    assert_eq!(store.put_schedule(&again).await.expect("put"), Unchanged);
+    assert_eq!(
+        store.get_schedule("daily").await.expect("get"),
+        Some(s.clone())
+    );
+    let mut changed = s.clone();
+    changed.spec.name = "tock".into();
+    changed.state.next_at = Some(7_000);
+    assert_eq!(store.put_schedule(&changed).await.expect("put"), Updated);
+    let got = store
+        .get_schedule("daily")
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (got.spec.name.as_str(), got.state.next_at),
+        ("tock", Some(7_000))
+    );
+    store
+        .put_schedule(&schedule("hourly", 3_000))
+        .await
+        .expect("put");
+    let ids: Vec<String> = store
+        .list_schedules()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.spec.id)
+        .collect();
+    assert_eq!(ids, ["daily", "hourly"]);
+    assert!(store.remove_schedule("daily").await.expect("remove"));
+    assert!(!store.remove_schedule("daily").await.expect("remove"));
+    assert_eq!(store.get_schedule("daily").await.expect("get"), None);
+    assert_eq!(store.next_schedule_at().await.expect("next"), Some(3_000));
+}
+
+/// Two callers firing the same fire at once: one of them does, its job is added once, and
+/// the schedule moves on; a late caller with the old next fire changes nothing.
+pub async fn a_fire_is_claimed_once(store: Store) {
+    store
+        .put_schedule(&schedule("s", 10_000))
+        .await
+        .expect("put");
+    let (a, b) = tokio::join!(
+        store.fire_schedule(fire("s", 10_000, Some(11_000), 1)),
+        store.fire_schedule(fire("s", 10_000, Some(11_000), 1)),
+    );
+    let fired = [a.expect("fire"), b.expect("fire")];
+    assert_eq!(fired.iter().filter(|f| **f).count(), 1, "{fired:?}");
+    assert!(
+        !store
+            .fire_schedule(fire("s", 10_000, Some(11_000), 1))
+            .await
+            .expect("fire")
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.waiting, 1);
+    let job = store
+        .get("sched:s:10000")
+        .await
+        .expect("get")
+        .expect("the fire's job");
+    assert_eq!(job.name, "tick");
+    let state = store
+        .get_schedule("s")
+        .await
+        .expect("get")
+        .expect("there")
+        .state;
+    assert_eq!(
+        (state.next_at, state.last_fire, state.fires),
+        (Some(11_000), Some(10_000), 1)
+    );
+    assert_eq!(store.next_schedule_at().await.expect("next"), Some(11_000));
+    // A fire whose job exists already (an earlier claim that crashed after adding, say)
+    // adds nothing twice.
+    store
+        .add(fire("s", 11_000, None, 2).jobs.remove(0))
+        .await
+        .expect("add");
+    assert!(
+        store
+            .fire_schedule(fire("s", 11_000, None, 2))
+            .await
+            .expect("fire")
+    );
+    assert_eq!(store.counts().await.expect("counts").waiting, 2);
+    assert_eq!(
+        store.next_schedule_at().await.expect("next"),
+        None,
+        "no next fire"
+    );
+}
+
+/// Due schedules in fire order; a paused one is neither due nor next, and fires nothing; a
+/// resumed one takes the next fire it is given.
+pub async fn due_and_paused_schedules(store: Store) {
+    for (id, next) in [("c", 3_000), ("a", 1_000), ("b", 2_000), ("later", 99_000)] {
+        store.put_schedule(&schedule(id, next)).await.expect("put");
+    }
+    let due: Vec<String> = store
+        .due_schedules(2_500, 10)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|s| s.spec.id)
+        .collect();
+    assert_eq!(due, ["a", "b"]);
+    assert!(store.pause_schedule("a", true, None).await.expect("pause"));
+    assert_eq!(store.next_schedule_at().await.expect("next"), Some(2_000));
+    assert!(
+        !store
+            .fire_schedule(fire("a", 1_000, Some(2_000), 1))
+            .await
+            .expect("fire")
+    );
+    assert!(
+        store
+            .get_schedule("a")
+            .await
+            .expect("get")
+            .expect("there")
+            .state
+            .paused
+    );
+    assert!(
+        store
+            .pause_schedule("a", false, Some(50_000))
+            .await
+            .expect("resume")
+    );
+    assert_eq!(store.due_schedules(2_500, 10).await.expect("due").len(), 1);
+    let a = store
+        .get_schedule("a")
+        .await
+        .expect("get")
+        .expect("there")
+        .state;
+    assert_eq!((a.paused, a.next_at), (false, Some(50_000)));
+    assert!(
+        !store
+            .pause_schedule("nope", true, None)
+            .await
+            .expect("pause")
+    );
+    assert_eq!(
+        store.due_schedules(100_000, 2).await.expect("due").len(),
+        2,
+        "at most the limit"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance check, each on a store made by `$make`: an
 /// async function of the queue name returning `(Arc<dyn QueueStore>, guard)`, where the guard
 /// (a server process, say) is kept alive until the check ends.
@@ -1016,7 +1204,8 @@ macro_rules! conformance_tests {
             events_cover_every_job_of_a_bulk, paused_queue_does_not_wake_for_due_jobs,
             due_delayed_jobs_read_as_ready, settle_and_fetch_does_both, fixed_backoff_is_applied,
             clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide,
-            top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped);
+            top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped,
+            schedules_upsert_idempotently, a_fire_is_claimed_once, due_and_paused_schedules);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

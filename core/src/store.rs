@@ -12,6 +12,7 @@ use tokio::sync::broadcast;
 use crate::error::StoreError;
 use crate::job::{Job, JobId, JobState, Payload};
 use crate::options::JobOptions;
+use crate::schedule::Schedule;
 
 /// A job to add: its name, payload and resolved options.
 #[derive(Debug, Clone, PartialEq)]
@@ -441,6 +442,93 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Follows this queue's job events.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+
+    /// Stores a schedule of this queue. A new one is stored as given; one whose spec changed
+    /// takes the given next fire (and keeps its count); one whose spec is the same is left as
+    /// it is, so upserting the same schedule again is harmless.
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<PutSchedule, StoreError> {
+        let _ = schedule;
+        Err(no_schedules())
+    }
+
+    /// One schedule of this queue.
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let _ = id;
+        Err(no_schedules())
+    }
+
+    /// Every schedule of this queue, by id.
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Err(no_schedules())
+    }
+
+    /// Removes a schedule; whether it existed.
+    async fn remove_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(no_schedules())
+    }
+
+    /// Pauses a schedule (no fires), or resumes it from `next_at`; whether it existed.
+    async fn pause_schedule(
+        &self,
+        id: &str,
+        paused: bool,
+        next_at: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let _ = (id, paused, next_at);
+        Err(no_schedules())
+    }
+
+    /// The earliest next fire among this queue's active schedules.
+    async fn next_schedule_at(&self) -> Result<Option<u64>, StoreError> {
+        Err(no_schedules())
+    }
+
+    /// This queue's active schedules whose next fire is at or before `now`, at most `limit`.
+    async fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        let _ = (now, limit);
+        Err(no_schedules())
+    }
+
+    /// Fires a schedule, if its next fire is still `expected` and it is not paused: adds
+    /// `jobs` (each with its fire's id) and stores its new next fire, last fire and count, all
+    /// at once. `Ok(false)` when another caller fired it first (or it changed meanwhile).
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<bool, StoreError> {
+        let _ = fire;
+        Err(no_schedules())
+    }
+}
+
+/// What [`QueueStore::put_schedule`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutSchedule {
+    /// It was new.
+    Created,
+    /// Its spec changed.
+    Updated,
+    /// The same spec was there already: nothing changed.
+    Unchanged,
+}
+
+/// One fire of a schedule, as [`QueueStore::fire_schedule`] applies it.
+#[derive(Debug, Clone)]
+pub struct ScheduleFire {
+    /// The schedule.
+    pub id: String,
+    /// The next fire the caller saw: the fire is applied only if it is still this.
+    pub expected: u64,
+    /// The jobs to add.
+    pub jobs: Vec<NewJob>,
+    /// The schedule's next fire after this one.
+    pub next_at: Option<u64>,
+    /// Its last fire, after this one.
+    pub last_fire: Option<u64>,
+    /// Its fire count, after this one.
+    pub fires: u64,
+}
+
+fn no_schedules() -> StoreError {
+    StoreError::Invalid("this store keeps no schedules".into())
 }
 
 #[cfg(test)]

@@ -22,9 +22,11 @@ use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
 use signal::{MemorySignal, Shared};
 use state::{Entry, Events, Inner, Lease};
 
+use crate::schedule::Schedule;
 use crate::store::{
-    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, QueueStore,
-    RecoverReport, SettleResult, Settlement, WorkSignal, check_new_jobs, page_plan, stored_states,
+    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, PutSchedule,
+    QueueStore, RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs,
+    page_plan, stored_states,
 };
 
 /// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
@@ -110,6 +112,85 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Adds `jobs` under the lock (the caller holds it), noting their events in `events`.
+    fn add_locked(
+        &self,
+        inner: &mut Inner,
+        jobs: Vec<NewJob>,
+        now: u64,
+        events: &mut Events,
+    ) -> Result<Vec<AddResult>, StoreError> {
+        let mut results = Vec::with_capacity(jobs.len());
+        if let Some(max) = self.max_jobs {
+            // New jobs: every generated id, and each custom id once unless it exists.
+            let mut custom = HashSet::new();
+            let new = jobs
+                .iter()
+                .filter(|j| match j.options.job_id.as_deref() {
+                    None => true,
+                    Some(id) => !inner.jobs.contains_key(id) && custom.insert(id),
+                })
+                .count() as u64;
+            let unfinished = (inner.jobs.len() - inner.completed.len() - inner.failed.len()) as u64;
+            if new > 0 && unfinished + new > max {
+                return Err(StoreError::QueueFull {
+                    queue: self.queue.to_string(),
+                    max,
+                });
+            }
+        }
+        inner.jobs.reserve(jobs.len());
+        for new in jobs {
+            if let Some(custom) = &new.options.job_id
+                && let Some((existing, _)) = inner.jobs.get_key_value(custom.as_str())
+            {
+                results.push(AddResult {
+                    id: Arc::clone(existing),
+                    created: false,
+                });
+                continue;
+            }
+            let id: JobId = match &new.options.job_id {
+                Some(custom) => custom.as_str().into(),
+                None => {
+                    inner.next_id += 1;
+                    inner.next_id.to_string().into()
+                }
+            };
+            // Jobs added with the same options (the queue's defaults, mostly) share them.
+            let options = match &inner.last_options {
+                Some(last) if **last == new.options => Arc::clone(last),
+                _ => {
+                    let fresh = Arc::new(new.options);
+                    inner.last_options = Some(Arc::clone(&fresh));
+                    fresh
+                }
+            };
+            let job = Job::new(
+                id.clone(),
+                Arc::clone(&self.queue),
+                new.name,
+                new.data,
+                options,
+                now,
+            );
+            let state = if job.options.delay_ms > 0 {
+                JobState::Delayed
+            } else {
+                job.ready_state()
+            };
+            inner.jobs.insert(id.clone(), Entry::new(job));
+            inner.place(&id, state);
+            if self.wants_events() {
+                events.push((id.clone(), JobEventKind::Added));
+            }
+            results.push(AddResult { id, created: true });
+        }
+        Ok(results)
+    }
+}
+
 #[async_trait]
 impl QueueStore for MemoryStore {
     fn queue(&self) -> &str {
@@ -119,77 +200,11 @@ impl QueueStore for MemoryStore {
     async fn add_bulk(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, StoreError> {
         check_new_jobs(&jobs)?;
         let now = now_ms();
-        let mut results = Vec::with_capacity(jobs.len());
         let mut events = Events::new();
-        {
+        let results = {
             let mut inner = self.lock();
-            if let Some(max) = self.max_jobs {
-                // New jobs: every generated id, and each custom id once unless it exists.
-                let mut custom = HashSet::new();
-                let new = jobs
-                    .iter()
-                    .filter(|j| match j.options.job_id.as_deref() {
-                        None => true,
-                        Some(id) => !inner.jobs.contains_key(id) && custom.insert(id),
-                    })
-                    .count() as u64;
-                let unfinished =
-                    (inner.jobs.len() - inner.completed.len() - inner.failed.len()) as u64;
-                if new > 0 && unfinished + new > max {
-                    return Err(StoreError::QueueFull {
-                        queue: self.queue.to_string(),
-                        max,
-                    });
-                }
-            }
-            inner.jobs.reserve(jobs.len());
-            for new in jobs {
-                if let Some(custom) = &new.options.job_id
-                    && let Some((existing, _)) = inner.jobs.get_key_value(custom.as_str())
-                {
-                    results.push(AddResult {
-                        id: Arc::clone(existing),
-                        created: false,
-                    });
-                    continue;
-                }
-                let id: JobId = match &new.options.job_id {
-                    Some(custom) => custom.as_str().into(),
-                    None => {
-                        inner.next_id += 1;
-                        inner.next_id.to_string().into()
-                    }
-                };
-                // Jobs added with the same options (the queue's defaults, mostly) share them.
-                let options = match &inner.last_options {
-                    Some(last) if **last == new.options => Arc::clone(last),
-                    _ => {
-                        let fresh = Arc::new(new.options);
-                        inner.last_options = Some(Arc::clone(&fresh));
-                        fresh
-                    }
-                };
-                let job = Job::new(
-                    id.clone(),
-                    Arc::clone(&self.queue),
-                    new.name,
-                    new.data,
-                    options,
-                    now,
-                );
-                let state = if job.options.delay_ms > 0 {
-                    JobState::Delayed
-                } else {
-                    job.ready_state()
-                };
-                inner.jobs.insert(id.clone(), Entry::new(job));
-                inner.place(&id, state);
-                if self.wants_events() {
-                    events.push((id.clone(), JobEventKind::Added));
-                }
-                results.push(AddResult { id, created: true });
-            }
-        }
+            self.add_locked(&mut inner, jobs, now, &mut events)?
+        };
         // Delayed jobs change the next due time, so waiters must look again too.
         if !results.is_empty() {
             self.wake();
@@ -551,5 +566,98 @@ impl QueueStore for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<PutSchedule, StoreError> {
+        let mut inner = self.lock();
+        let put = match inner.schedules.get_mut(&schedule.spec.id) {
+            None => {
+                inner
+                    .schedules
+                    .insert(schedule.spec.id.clone(), schedule.clone());
+                PutSchedule::Created
+            }
+            Some(existing) if existing.spec == schedule.spec => PutSchedule::Unchanged,
+            Some(existing) => {
+                existing.spec = schedule.spec.clone();
+                existing.state.next_at = schedule.state.next_at;
+                PutSchedule::Updated
+            }
+        };
+        Ok(put)
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        Ok(self.lock().schedules.get(id).cloned())
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().schedules.remove(id).is_some())
+    }
+
+    async fn pause_schedule(
+        &self,
+        id: &str,
+        paused: bool,
+        next_at: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(schedule) = inner.schedules.get_mut(id) else {
+            return Ok(false);
+        };
+        schedule.state.paused = paused;
+        if !paused {
+            schedule.state.next_at = next_at;
+        }
+        Ok(true)
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .schedules
+            .values()
+            .filter(|s| !s.state.paused)
+            .filter_map(|s| s.state.next_at)
+            .min())
+    }
+
+    async fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        let inner = self.lock();
+        let mut due: Vec<Schedule> = inner
+            .schedules
+            .values()
+            .filter(|s| !s.state.paused && s.state.next_at.is_some_and(|n| n <= now))
+            .cloned()
+            .collect();
+        due.sort_by_key(|s| s.state.next_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<bool, StoreError> {
+        check_new_jobs(&fire.jobs)?;
+        let now = now_ms();
+        let mut events = Events::new();
+        {
+            let mut inner = self.lock();
+            match inner.schedules.get(&fire.id) {
+                Some(s) if !s.state.paused && s.state.next_at == Some(fire.expected) => {}
+                _ => return Ok(false),
+            }
+            self.add_locked(&mut inner, fire.jobs, now, &mut events)?;
+            if let Some(schedule) = inner.schedules.get_mut(&fire.id) {
+                schedule.state.next_at = fire.next_at;
+                schedule.state.last_fire = fire.last_fire;
+                schedule.state.fires = fire.fires;
+            }
+        }
+        self.wake();
+        self.publish(events);
+        Ok(true)
     }
 }

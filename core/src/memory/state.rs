@@ -99,6 +99,8 @@ pub(super) struct Inner {
     pub(super) paused: bool,
     /// The options of the last job added, for the next to share if they are the same.
     pub(super) last_options: Option<Arc<JobOptions>>,
+    /// The queue's schedules, by id.
+    pub(super) schedules: BTreeMap<String, crate::schedule::Schedule>,
 }
 
 /// Where a ready job stands among jobs of its priority: by placement order, newest first

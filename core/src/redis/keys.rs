@@ -7,14 +7,14 @@
 //! - one fixed key per structure: `K:wait`, `K:prio`, `K:active`, ... ([`FIXED`]); none of
 //!   their names holds a `:`;
 //! - three keys per job, the job's id last: `K:j:ID` (its hash), `K:h:ID` (its attempt
-//!   history), `K:l:ID` (its log lines).
+//!   history), `K:l:ID` (its log lines); and one per schedule, `K:s:ID` (its hash).
 //!
 //! So no job id, whatever its characters, can name another key of the schema: a per-job key
 //! has a `:` after its one-letter kind and a fixed key has none, two kinds differ in their
 //! letter, and two keys of one kind differ exactly where their ids do.
 
 /// The fixed keys, as (Lua name, suffix after `K:`).
-pub(super) const FIXED: [(&str, &str); 12] = [
+pub(super) const FIXED: [(&str, &str); 14] = [
     ("id", "id"),
     ("tok", "tok"),
     ("seq", "seq"),
@@ -27,10 +27,13 @@ pub(super) const FIXED: [(&str, &str); 12] = [
     ("paused", "paused"),
     ("signal", "signal"),
     ("events", "events"),
+    ("sched", "sched"),
+    ("scheds", "scheds"),
 ];
 
-/// The per-job keys, as (Lua function name, kind letter).
-pub(super) const PER_JOB: [(&str, &str); 3] = [("jkey", "j"), ("hkey", "h"), ("lkey", "l")];
+/// The per-job (and per-schedule) keys, as (Lua function name, kind letter).
+pub(super) const PER_JOB: [(&str, &str); 4] =
+    [("jkey", "j"), ("hkey", "h"), ("lkey", "l"), ("skey", "s")];
 
 /// The key prefix of one queue: `PREFIX:{queue}`.
 pub(super) fn queue_prefix(prefix: &str, queue: &str) -> String {
@@ -46,6 +49,11 @@ pub(super) fn fixed(k: &str, name: &str) -> String {
 /// A job's hash key.
 pub fn job(k: &str, id: &str) -> String {
     format!("{k}:j:{id}")
+}
+
+/// A schedule's hash key.
+pub fn schedule(k: &str, id: &str) -> String {
+    format!("{k}:s:{id}")
 }
 
 /// The Lua every script starts with: `KEY.wait` and the like for the fixed keys' suffixes, and

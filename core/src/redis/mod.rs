@@ -8,6 +8,7 @@ pub(crate) mod errors;
 mod events;
 pub mod info;
 pub mod keys;
+mod schedules;
 mod scripts;
 mod signal;
 
@@ -22,9 +23,11 @@ use tokio::sync::broadcast;
 use crate::error::StoreError;
 use crate::job::{Job, JobId, JobState};
 use crate::options::Retention;
+use crate::schedule::Schedule;
 use crate::store::{
-    ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport,
-    SettleResult, Settlement, WorkSignal, check_new_jobs, page_plan, seen_state, stored_states,
+    ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, PutSchedule, QueueStore,
+    RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs, page_plan,
+    seen_state, stored_states,
 };
 use codec::{RawJob, decode_job};
 pub use conn::{Conn, DEFAULT_COMMAND_TIMEOUT, SingleClient, Target};
@@ -60,6 +63,32 @@ pub(crate) fn read_failed(err: redis::RedisError) -> StoreError {
 /// unknown outcome.
 fn write_failed(err: redis::RedisError) -> StoreError {
     errors::classify_write(err)
+}
+
+/// Appends the 9 arguments per job that `add_jobs` (lib.lua) reads.
+fn push_jobs(call: &mut redis::ScriptInvocation<'_>, jobs: &[NewJob]) -> Result<(), StoreError> {
+    for job in jobs {
+        let o = &job.options;
+        let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let data = job.data.get();
+        // The `cfg` field: what only the rarer paths of the scripts read (lib.lua `settings`).
+        let cfg = format!(
+            "{} {} {}",
+            o.priority,
+            u8::from(o.lifo),
+            retention(o.remove_on_fail)
+        );
+        call.arg(o.job_id.as_deref().unwrap_or(""))
+            .arg(&job.name)
+            .arg(data)
+            .arg(opts)
+            .arg(o.priority)
+            .arg(if o.lifo { "1" } else { "0" })
+            .arg(o.delay_ms)
+            .arg(cfg)
+            .arg(retention(o.remove_on_complete));
+    }
+    Ok(())
 }
 
 /// Appends the 5 arguments per job that `settle_items` (lib.lua) reads: the outcome as core
@@ -243,27 +272,7 @@ impl QueueStore for RedisStore {
         let mut call = scripts::ADD.key(self.key("id"));
         call.arg(&self.keys)
             .arg(self.max_jobs.map_or(-1, |m| m.min(i64::MAX as u64) as i64));
-        for job in &jobs {
-            let o = &job.options;
-            let opts = serde_json::to_string(o).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let data = job.data.get();
-            // The `cfg` field: what only the rarer paths of the scripts read (lib.lua `settings`).
-            let cfg = format!(
-                "{} {} {}",
-                o.priority,
-                u8::from(o.lifo),
-                retention(o.remove_on_fail)
-            );
-            call.arg(o.job_id.as_deref().unwrap_or(""))
-                .arg(&job.name)
-                .arg(data)
-                .arg(opts)
-                .arg(o.priority)
-                .arg(if o.lifo { "1" } else { "0" })
-                .arg(o.delay_ms)
-                .arg(cfg)
-                .arg(retention(o.remove_on_complete));
-        }
+        push_jobs(&mut call, &jobs)?;
         let flat: Vec<(String, u64)> = call
             .invoke_async(&mut self.conn.clone())
             .await
@@ -566,5 +575,43 @@ impl QueueStore for RedisStore {
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.events.subscribe()
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<PutSchedule, StoreError> {
+        self.put_schedule_impl(schedule).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> Result<Option<Schedule>, StoreError> {
+        self.get_schedule_impl(id).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.list_schedules_impl().await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<bool, StoreError> {
+        self.schedule_admin(id, "remove", None).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        id: &str,
+        paused: bool,
+        next_at: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let op = if paused { "pause" } else { "resume" };
+        self.schedule_admin(id, op, next_at).await
+    }
+
+    async fn next_schedule_at(&self) -> Result<Option<u64>, StoreError> {
+        self.next_schedule_at_impl().await
+    }
+
+    async fn due_schedules(&self, now: u64, limit: usize) -> Result<Vec<Schedule>, StoreError> {
+        self.due_schedules_impl(now, limit).await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> Result<bool, StoreError> {
+        self.fire_schedule_impl(fire).await
     }
 }

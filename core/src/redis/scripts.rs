@@ -25,3 +25,6 @@ script!(SETTLE, "scripts/settle.lua");
 script!(SETTLE_FETCH, "scripts/settle_fetch.lua");
 script!(RECOVER, "scripts/recover.lua");
 script!(ADMIN, "scripts/admin.lua");
+script!(SCHED_PUT, "scripts/sched_put.lua");
+script!(SCHED_FIRE, "scripts/sched_fire.lua");
+script!(SCHED_ADMIN, "scripts/sched_admin.lua");

@@ -176,10 +176,15 @@ impl ScheduleSpec {
         {
             return Err(refuse("missed.max", format!("1 to {MAX_CATCH_UP}")));
         }
-        let tz: Tz = self
-            .tz
-            .parse()
-            .map_err(|_| refuse("tz", format!("'{}' is not an IANA time zone (such as Europe/Berlin)", self.tz)))?;
+        let tz: Tz = self.tz.parse().map_err(|_| {
+            refuse(
+                "tz",
+                format!(
+                    "'{}' is not an IANA time zone (such as Europe/Berlin)",
+                    self.tz
+                ),
+            )
+        })?;
         match (&self.cron, self.every_ms) {
             (Some(expression), None) => CronSpec::parse(expression, tz)
                 .map(|spec| Timing::Cron(Box::new(spec)))
@@ -206,8 +211,11 @@ impl Timing {
     fn raw_next(&self, after: u64) -> Option<u64> {
         match self {
             Timing::Cron(spec) => {
-                let at = Utc.timestamp_millis_opt(i64::try_from(after).ok()?).single()?;
-                spec.next_after(at).and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+                let at = Utc
+                    .timestamp_millis_opt(i64::try_from(after).ok()?)
+                    .single()?;
+                spec.next_after(at)
+                    .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
             }
             Timing::Every { every_ms, anchor } => {
                 if after < *anchor {
@@ -271,16 +279,16 @@ impl Schedule {
             }
             due.push(fire);
             left -= 1;
-            at = timing.raw_next(fire).filter(|n| self.spec.end_at.is_none_or(|end| *n <= end));
+            at = timing
+                .raw_next(fire)
+                .filter(|n| self.spec.end_at.is_none_or(|end| *n <= end));
         }
         let on_time = |fire: u64| now.saturating_sub(fire) <= ON_TIME_MS;
         let (late, current): (Vec<u64>, Vec<u64>) = due.iter().partition(|f| !on_time(**f));
         let mut fires: Vec<u64> = match self.spec.missed {
             Missed::Skip => Vec::new(),
             Missed::RunOnce => late.last().copied().into_iter().collect(),
-            Missed::CatchUp { max } => {
-                late[late.len().saturating_sub(max as usize)..].to_vec()
-            }
+            Missed::CatchUp { max } => late[late.len().saturating_sub(max as usize)..].to_vec(),
         };
         fires.extend(current);
         let fires_total = self.state.fires + fires.len() as u64;
@@ -312,7 +320,8 @@ pub fn show_time(ms: u64, tz: &Tz) -> (String, String) {
     let at: DateTime<Utc> = at;
     (
         at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        at.with_timezone(tz).to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+        at.with_timezone(tz)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
     )
 }
 
@@ -342,7 +351,10 @@ mod tests {
         let (s, t) = every(1_000, Missed::Skip);
         let plan = s.plan(&t, 1_000_200);
         assert_eq!(plan.fires, [1_000_000]);
-        assert_eq!((plan.skipped, plan.next_at, plan.fires_total), (0, Some(1_001_000), 1));
+        assert_eq!(
+            (plan.skipped, plan.next_at, plan.fires_total),
+            (0, Some(1_001_000), 1)
+        );
     }
 
     #[test]
@@ -352,12 +364,18 @@ mod tests {
         let now = 1_010_300;
         let (s, t) = every(1_000, Missed::Skip);
         let plan = s.plan(&t, now);
-        assert_eq!((plan.fires.clone(), plan.skipped, plan.due), (vec![1_010_000], 10, 11));
+        assert_eq!(
+            (plan.fires.clone(), plan.skipped, plan.due),
+            (vec![1_010_000], 10, 11)
+        );
         assert_eq!(plan.next_at, Some(1_011_000));
         let (s, t) = every(1_000, Missed::RunOnce);
         assert_eq!(s.plan(&t, now).fires, [1_009_000, 1_010_000]);
         let (s, t) = every(1_000, Missed::CatchUp { max: 3 });
-        assert_eq!(s.plan(&t, now).fires, [1_007_000, 1_008_000, 1_009_000, 1_010_000]);
+        assert_eq!(
+            s.plan(&t, now).fires,
+            [1_007_000, 1_008_000, 1_009_000, 1_010_000]
+        );
         let (s, t) = every(1_000, Missed::CatchUp { max: 100 });
         assert_eq!(s.plan(&t, now).fires.len(), 11);
     }
@@ -388,8 +406,14 @@ mod tests {
             (serde_json::json!({"every_ms": 1000}), "cron"),
             (serde_json::json!({"cron": null, "every_ms": 5}), "every_ms"),
             (serde_json::json!({"id": ""}), "id"),
-            (serde_json::json!({"options": {"job_id": "x"}}), "options.job_id"),
-            (serde_json::json!({"missed": {"policy": "catch_up", "max": 0}}), "missed.max"),
+            (
+                serde_json::json!({"options": {"job_id": "x"}}),
+                "options.job_id",
+            ),
+            (
+                serde_json::json!({"missed": {"policy": "catch_up", "max": 0}}),
+                "missed.max",
+            ),
         ];
         for (patch, field) in cases {
             let mut value = base.clone();

@@ -276,3 +276,80 @@ local function fetch_jobs(K, tok_key, worker, max, lease, now)
   events(K, leased, 'active')
   return out
 end
+
+-- Adds jobs (the body of add.lua, shared with the schedule fire). `args` holds 9 values per
+-- job from index `first`: custom id ("" for none), name, data, opts (JSON), prio, lifo,
+-- delay_ms, settings (the `cfg` field, see `settings`), retention on complete. Returns id,
+-- created (1/0) per job; or '', max_jobs when the queue would hold more than max_jobs (then
+-- nothing is added). Ids, the waiting list and the added event are written once per batch.
+local function add_jobs(K, id_key, max_jobs, args, first)
+  local now = now_ms()
+  local now_s = tostring(now)
+  local n = 9
+  local generated = 0
+  for i = first, #args, n do
+    if args[i] == '' then generated = generated + 1 end
+  end
+  if max_jobs >= 0 then
+    -- New jobs: every generated id, and each custom id once unless it exists. Only unfinished
+    -- jobs count; finished ones are bounded by their retention.
+    local new, seen = generated, {}
+    for i = first, #args, n do
+      local custom = args[i]
+      if custom ~= '' and not seen[custom] and rcall('EXISTS', jkey(K, custom)) == 0 then
+        seen[custom] = true
+        new = new + 1
+      end
+    end
+    local held = rcall('LLEN', K .. KEY.wait) + rcall('ZCARD', K .. KEY.prio)
+      + rcall('ZCARD', K .. KEY.delayed) + rcall('ZCARD', K .. KEY.active)
+    if new > 0 and held + new > max_jobs then return { '', max_jobs } end
+  end
+  local next_id = 0
+  if generated > 0 then next_id = rcall('INCRBY', id_key, generated) - generated end
+  local out, added, back, front = {}, {}, {}, {}
+  for i = first, #args, n do
+    local custom = args[i]
+    local id
+    local created = 1
+    if custom ~= '' and rcall('EXISTS', jkey(K, custom)) == 1 then
+      id = custom
+      created = 0
+    else
+      if custom ~= '' then
+        id = custom
+      else
+        next_id = next_id + 1
+        id = tostring(next_id)
+      end
+      local delay = tonumber(args[i + 6])
+      local prio = tonumber(args[i + 4])
+      local lifo = args[i + 5] == '1'
+      local state = 'waiting'
+      if delay > 0 then state = 'delayed' elseif prio > 0 then state = 'prioritized' end
+      local run_at = now_s
+      if delay > 0 then run_at = tostring(now + delay) end
+      -- Counters (made, stall, rel) and progress start absent, read as 0.
+      rcall('HSET', jkey(K, id), 'state', state, 'name', args[i + 1], 'data', args[i + 2],
+        'opts', args[i + 3], 'cfg', args[i + 7], 'roc', args[i + 8], 'created', now_s, 'run_at', run_at)
+      if state == 'delayed' then
+        rcall('ZADD', K .. KEY.delayed, run_at, id)
+      elseif state == 'prioritized' then
+        place(K, id, prio, lifo) -- its state is written above
+      elseif lifo then
+        table.insert(front, id)
+      else
+        table.insert(back, id)
+      end
+      table.insert(added, id)
+    end
+    table.insert(out, id)
+    table.insert(out, created)
+  end
+  -- LPUSH of the lifo ids in order leaves the last one first, as one LPUSH each would.
+  call_chunked('LPUSH', K .. KEY.wait, front)
+  call_chunked('RPUSH', K .. KEY.wait, back)
+  events(K, added, 'added')
+  if #added > 0 then signal(K) end
+  return out
+end
