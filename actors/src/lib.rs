@@ -8,6 +8,7 @@ pub mod pool;
 pub mod pubsub;
 pub mod queue;
 pub mod runtime;
+pub mod scheduler;
 pub mod supervision;
 pub mod supervisor;
 

@@ -6,9 +6,11 @@
 //! the fire time ([`fire_job_id`]), so a fire is one job whichever process claims it.
 
 pub mod cron;
+mod fire;
 mod model;
 
 pub use cron::{CronError, CronSpec};
+pub use fire::{FireReport, fire_due, fire_jobs};
 pub use model::{
     FirePlan, MAX_CATCH_UP, MAX_SCHEDULE_ID_LEN, MIN_EVERY_MS, Missed, ON_TIME_MS, Schedule,
     ScheduleError, ScheduleSpec, ScheduleState, Timing, fire_job_id, show_time,

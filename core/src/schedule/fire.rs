@@ -1,0 +1,105 @@
+//! One scheduler step for one queue: fire what is due, by the plans core makes, through the
+//! store's atomic fire. Any number of processes may run it at once: a fire is applied only by
+//! the caller that still sees the schedule's next fire as it was, and each fire's job id is
+//! its own, so a fire is one job.
+
+use std::sync::Arc;
+
+use super::model::{FirePlan, Schedule, fire_job_id};
+use crate::error::StoreError;
+use crate::options::JobOptions;
+use crate::store::{NewJob, QueueStore, ScheduleFire};
+
+/// The most due schedules one step reads from a queue (the next step reads the rest).
+const DUE_BATCH: usize = 100;
+
+/// What a step did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FireReport {
+    /// Fires this caller applied (jobs enqueued), by (schedule id, fire time).
+    pub fired: Vec<(String, u64)>,
+    /// Fires missed and not enqueued (the skip, run_once and catch_up policies).
+    pub skipped: u64,
+    /// Schedules another caller fired first.
+    pub lost_races: u64,
+    /// Schedules whose spec no longer parses (paused, said in the log).
+    pub broken: Vec<String>,
+}
+
+/// The jobs of `plan` for `schedule`, with the queue's `defaults` under the schedule's options.
+pub fn fire_jobs(schedule: &Schedule, plan: &FirePlan, defaults: &JobOptions) -> Vec<NewJob> {
+    let options = schedule
+        .spec
+        .options
+        .resolve(defaults)
+        .unwrap_or_else(|_| defaults.clone());
+    plan.fires
+        .iter()
+        .map(|&fire| {
+            let mut job = NewJob::new(schedule.spec.name.clone(), schedule.spec.data.clone());
+            job.options = options.clone();
+            job.options.job_id = Some(fire_job_id(&schedule.spec.id, fire));
+            job
+        })
+        .collect()
+}
+
+/// Fires every schedule of `store` due at `now`.
+pub async fn fire_due(
+    store: &Arc<dyn QueueStore>,
+    defaults: &JobOptions,
+    now: u64,
+) -> Result<FireReport, StoreError> {
+    let mut report = FireReport::default();
+    loop {
+        let due = store.due_schedules(now, DUE_BATCH).await?;
+        let full = due.len() == DUE_BATCH;
+        let mut progressed = false;
+        for schedule in due {
+            let Some(expected) = schedule.state.next_at else {
+                continue;
+            };
+            let timing = match schedule.spec.timing(schedule.state.created_at) {
+                Ok(timing) => timing,
+                Err(err) => {
+                    // Paused, so that it is not due again at once (no loop may spin on it).
+                    tracing::error!(schedule = %schedule.spec.id, error = %err, "a stored schedule no longer parses; it is paused");
+                    store.pause_schedule(&schedule.spec.id, true, None).await?;
+                    report.broken.push(schedule.spec.id.clone());
+                    continue;
+                }
+            };
+            let plan = schedule.plan(&timing, now);
+            let jobs = fire_jobs(&schedule, &plan, defaults);
+            let fire = ScheduleFire {
+                id: schedule.spec.id.clone(),
+                expected,
+                jobs,
+                next_at: plan.next_at,
+                last_fire: plan.fires.last().copied().or(schedule.state.last_fire),
+                fires: plan.fires_total,
+            };
+            if store.fire_schedule(fire).await? {
+                progressed = true;
+                if plan.skipped > 0 {
+                    tracing::warn!(
+                        schedule = %schedule.spec.id,
+                        missed = plan.skipped,
+                        first_missed_ms = expected,
+                        policy = ?schedule.spec.missed,
+                        "fires missed while no scheduler ran"
+                    );
+                }
+                report.skipped += plan.skipped;
+                report
+                    .fired
+                    .extend(plan.fires.iter().map(|f| (schedule.spec.id.clone(), *f)));
+            } else {
+                report.lost_races += 1;
+            }
+        }
+        if !full || !progressed {
+            return Ok(report);
+        }
+    }
+}
