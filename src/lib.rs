@@ -14,6 +14,7 @@ pub mod config;
 pub mod http;
 pub mod processors;
 pub mod pubsub;
+pub mod schedules;
 pub mod service;
 pub mod storage;
 

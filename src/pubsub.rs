@@ -100,6 +100,51 @@ pub fn start_subscribers(
     started
 }
 
+/// Wakes the scheduler when another process changes a schedule (or such news may be lost).
+struct ScheduleWake(stagehand_actors::scheduler::SchedulerHandle);
+
+#[async_trait::async_trait]
+impl stagehand_actors::pubsub::MessageHandler for ScheduleWake {
+    type Message = serde_json::Value;
+
+    fn name(&self) -> &str {
+        "schedule-wake"
+    }
+
+    async fn handle(
+        &self,
+        _: serde_json::Value,
+        _: stagehand_core::pubsub::Metadata,
+    ) -> Result<(), String> {
+        self.0.wake();
+        Ok(())
+    }
+
+    async fn gap(&self, _reason: &str) {
+        self.0.wake();
+    }
+}
+
+/// Wakes `scheduler` on every `schedules` message.
+pub fn wake_scheduler_on_changes(
+    settings: &Settings,
+    pubsub: &PubSub,
+    scheduler: &stagehand_actors::scheduler::SchedulerHandle,
+    runtime: &RuntimeHandle,
+) {
+    let handler = Arc::new(ScheduleWake(scheduler.clone()));
+    let (addr, stats) =
+        HandlerActor::start(handler, runtime.alerts(), settings.actors.mailbox.handler);
+    SubscriberActor::start(
+        pubsub.clone(),
+        vec![Topic::Channel(channels::SCHEDULES.into())],
+        &addr,
+        stats,
+        runtime.alerts(),
+        settings.pubsub.queue,
+    );
+}
+
 /// Publishes what the two-tier cache changes on `cache-invalidate`, so other processes drop
 /// it from their memory tiers. Publishing runs in a task of its own behind a bounded queue.
 pub fn announce_changes(two_tier: &TwoTier, pubsub: &PubSub) {

@@ -78,9 +78,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         crate::pubsub::announce_changes(two_tier, &pubsub);
     }
     crate::pubsub::start_subscribers(&settings, &pubsub, &cache, &runtime);
+    upsert_configured_schedules(&settings, &runtime).await?;
+    let (_scheduler, scheduler) =
+        stagehand_actors::scheduler::SchedulerActor::start(runtime.clone());
+    crate::pubsub::wake_scheduler_on_changes(&settings, &pubsub, &scheduler, &runtime);
     tracing::info!(cache = %cache.stats().strategy, pubsub = pubsub.transport().kind(), "cache and pub/sub ready");
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_cache(cache)
+        .with_scheduler(scheduler)
         .with_pubsub(pubsub)
         .with_redis(
             backend
@@ -141,6 +146,34 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), serving).await;
     tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Upserts the schedules of `[[schedules]]` (the same spec again changes nothing). A schedule
+/// that does not fit stops the start, naming it.
+async fn upsert_configured_schedules(
+    settings: &Settings,
+    runtime: &RuntimeHandle,
+) -> anyhow::Result<()> {
+    for (i, body) in settings.schedules.iter().enumerate() {
+        let Some(id) = &body.id else {
+            anyhow::bail!("schedules[{i}]: an id is needed");
+        };
+        let spec = body
+            .spec(id, runtime)
+            .map_err(|e| anyhow::anyhow!("schedules[{i}] ({id}): {e}"))?;
+        match crate::schedules::upsert(runtime, spec).await {
+            Ok(put) => {
+                tracing::info!(schedule = %id, result = ?put, "configured schedule upserted")
+            }
+            // A store that is down at start must not stop the service: the schedule is
+            // upserted at the next start (or through the API).
+            Err(crate::schedules::ScheduleInputError::Store(err)) => {
+                tracing::warn!(schedule = %id, error = %err, "configured schedule not upserted: the store did not answer")
+            }
+            Err(err) => anyhow::bail!("schedules[{i}] ({id}): {err}"),
+        }
+    }
     Ok(())
 }
 

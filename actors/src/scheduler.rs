@@ -69,7 +69,11 @@ impl Actor for SchedulerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let runtime = self.runtime.clone();
         let wake = Arc::clone(&self.wake);
-        ctx.spawn(run(runtime, wake).into_actor(self).map(|_, _, ctx| ctx.stop()));
+        ctx.spawn(
+            run(runtime, wake)
+                .into_actor(self)
+                .map(|_, _, ctx| ctx.stop()),
+        );
     }
 }
 
@@ -103,10 +107,12 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
                 }
             }
             match store.next_schedule_at().await {
-                Ok(at) => next = match (next, at) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                },
+                Ok(at) => {
+                    next = match (next, at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    }
+                }
                 Err(err) => failed = Some((queue.name().to_string(), err)),
             }
         }
@@ -121,7 +127,9 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
                                 AlertKind::StoreUnavailable,
                                 Severity::Critical,
                                 &queue,
-                                format!("the scheduler cannot reach the store ({err}); schedules fire late once it answers"),
+                                format!(
+                                    "the scheduler cannot reach the store ({err}); schedules fire late once it answers"
+                                ),
                             ),
                         );
                     }
@@ -136,7 +144,10 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
             }
             None => {
                 if let Some(lasted) = outage.answered() {
-                    tracing::info!(lasted_ms = lasted.as_millis() as u64, "scheduler reaches the store again");
+                    tracing::info!(
+                        lasted_ms = lasted.as_millis() as u64,
+                        "scheduler reaches the store again"
+                    );
                 }
                 pause = Duration::from_millis(250);
                 let now = now_ms();

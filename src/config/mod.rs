@@ -44,6 +44,8 @@ pub struct Settings {
     pub cache: CacheSettings,
     /// Pub/sub.
     pub pubsub: PubSubSettings,
+    /// Schedules upserted at start (`[[schedules]]`, each with an `id`).
+    pub schedules: Vec<crate::schedules::ScheduleBody>,
 }
 
 /// `[http]`
@@ -328,6 +330,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             cache: CacheSettings::default(),
             pubsub: PubSubSettings::default(),
+            schedules: Vec::new(),
         }
     }
 }

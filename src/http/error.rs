@@ -40,6 +40,9 @@ pub enum ApiError {
     /// From the queue: busy (503), stopped (503), or the store's answer.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// 404: no such schedule.
+    #[error("no schedule '{0}'")]
+    UnknownSchedule(String),
     /// 404: no such cache key.
     #[error("no cache key '{0}'")]
     UnknownKey(String),
@@ -73,6 +76,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::UnknownKey(_) => "unknown_key",
+            ApiError::UnknownSchedule(_) => "unknown_schedule",
             ApiError::NoCache => "no_cache",
             ApiError::NoPubSub => "no_pubsub",
             ApiError::PubSub(PubSubError::Invalid(_)) => "bad_request",
@@ -113,6 +117,7 @@ impl ResponseError for ApiError {
             ApiError::UnknownQueue { .. }
             | ApiError::UnknownJob { .. }
             | ApiError::UnknownKey(_)
+            | ApiError::UnknownSchedule(_)
             | ApiError::NoCache
             | ApiError::NoPubSub => StatusCode::NOT_FOUND,
             ApiError::PubSub(PubSubError::Invalid(_)) => StatusCode::BAD_REQUEST,

@@ -11,6 +11,7 @@ mod head_guard;
 mod jobs;
 mod queues;
 mod redis;
+mod schedules;
 pub mod server;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub struct ApiState {
     cache: Option<stagehand_core::cache::Cache>,
     pubsub: Option<stagehand_core::pubsub::PubSub>,
     redis: Vec<RedisEndpoint>,
+    scheduler: Option<stagehand_actors::scheduler::SchedulerHandle>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -67,6 +69,7 @@ impl ApiState {
             cache: None,
             pubsub: None,
             redis: Vec::new(),
+            scheduler: None,
         }
     }
 
@@ -92,6 +95,15 @@ impl ApiState {
     /// invalidations to every process).
     pub fn with_pubsub(mut self, pubsub: stagehand_core::pubsub::PubSub) -> Self {
         self.pubsub = Some(pubsub);
+        self
+    }
+
+    /// The same API, waking `scheduler` when a schedule changes.
+    pub fn with_scheduler(
+        mut self,
+        scheduler: stagehand_actors::scheduler::SchedulerHandle,
+    ) -> Self {
+        self.scheduler = Some(scheduler);
         self
     }
 
@@ -192,6 +204,23 @@ pub fn scope(
                 .route(web::delete().to(cache::delete)),
         )
         .service(resource("/api/redis", "GET").route(web::get().to(redis::metrics)))
+        .service(resource("/api/schedules", "GET").route(web::get().to(schedules::list)))
+        .service(
+            resource("/api/schedules/{id}", "GET, PUT, DELETE")
+                .route(web::get().to(schedules::show))
+                .route(web::put().to(schedules::put))
+                .route(web::delete().to(schedules::delete)),
+        )
+        .service(
+            resource("/api/schedules/{id}/pause", "POST").route(web::post().to(schedules::pause)),
+        )
+        .service(
+            resource("/api/schedules/{id}/resume", "POST").route(web::post().to(schedules::resume)),
+        )
+        .service(
+            resource("/api/schedules/{id}/trigger", "POST")
+                .route(web::post().to(schedules::trigger)),
+        )
         .service(
             resource("/api/cache/{key:invalidate}", "GET, POST, PUT, DELETE")
                 .route(web::post().to(cache::invalidate))

@@ -33,6 +33,8 @@ pub mod channels {
     pub const CACHE_INVALIDATE: &str = "cache-invalidate";
     /// Notifications to send by email.
     pub const NOTIFICATIONS: &str = "notifications";
+    /// A schedule changed: schedulers look again.
+    pub const SCHEDULES: &str = "schedules";
 }
 
 /// What a pub/sub call can fail with.
