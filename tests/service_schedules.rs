@@ -196,3 +196,186 @@ async fn three_processes_fire_each_second_once_through_a_kill() {
     assert!(schedule["fires"].as_u64().unwrap_or(0) >= 20, "{schedule}");
     let _: Value = schedule;
 }
+
+/// Two processes upserting one schedule at the same moment, fifty times over: it never ends
+/// up without a next fire, and it keeps firing.
+#[tokio::test]
+async fn concurrent_upserts_leave_a_schedule_firing() {
+    let redis = RedisServer::start();
+    let config = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let a = Service::start(&config).await;
+    let b = Service::start(&config).await;
+    for round in 0..50 {
+        // Every other round changes the spec, so both the same and a changed spec race.
+        let body = json!({"queue": "model-processing", "name": format!("tick{}", round / 2), "every_ms": 200});
+        let (ra, rb) = tokio::join!(
+            a.api.put("/api/schedules/race", &body),
+            b.api.put("/api/schedules/race", &body)
+        );
+        assert!(
+            matches!(ra.0, 200 | 201) && matches!(rb.0, 200 | 201),
+            "{ra:?} {rb:?}"
+        );
+        let (_, shown) = a.api.get("/api/schedules/race").await;
+        assert_eq!(
+            shown["next"].as_array().map(Vec::len),
+            Some(5),
+            "round {round}: {shown}"
+        );
+    }
+    let before = fires(&a, "model-processing", "race").await.len();
+    eventually("it keeps firing", || async {
+        (fires(&a, "model-processing", "race").await.len() >= before + 3).then_some(())
+    })
+    .await;
+}
+
+/// A stop of the only process: each missed-fire policy does what it says once it is back.
+#[tokio::test]
+async fn missed_fires_follow_their_policy_after_a_stop() {
+    let redis = RedisServer::start();
+    let config = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let mut service = Service::start(&config).await;
+    for (id, missed) in [
+        ("skip", json!("skip")),
+        ("once", json!("run_once")),
+        ("two", json!({"catch_up": 2})),
+    ] {
+        let body =
+            json!({"queue": "model-processing", "name": id, "every_ms": 300, "missed": missed});
+        assert_eq!(
+            service
+                .api
+                .put(&format!("/api/schedules/{id}"), &body)
+                .await
+                .0,
+            201
+        );
+    }
+    eventually("a first fire of each", || async {
+        for id in ["skip", "once", "two"] {
+            if fires(&service, "model-processing", id).await.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    service.terminate().await;
+    let stopped = stagehand_core::clock::now_ms();
+    // Let ten fires or more go by with no scheduler running.
+    let pause = std::time::Duration::from_millis(3_500);
+    tokio::time::sleep(pause).await;
+    let service = Service::start(&config).await;
+    let restarted = stagehand_core::clock::now_ms();
+    eventually("fires after the restart", || async {
+        for id in ["skip", "once", "two"] {
+            let f = fires(&service, "model-processing", id).await;
+            if !f.iter().any(|t| *t > restarted + 300) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    // Fires that fell in the stop (more than a second before the restart).
+    let in_gap = |f: &[u64]| {
+        f.iter()
+            .filter(|t| **t > stopped && **t + 1_000 < restarted)
+            .count()
+    };
+    assert_eq!(
+        in_gap(&fires(&service, "model-processing", "skip").await),
+        0,
+        "skip runs none"
+    );
+    assert_eq!(
+        in_gap(&fires(&service, "model-processing", "once").await),
+        1,
+        "run_once runs one"
+    );
+    assert_eq!(
+        in_gap(&fires(&service, "model-processing", "two").await),
+        2,
+        "catch_up runs two"
+    );
+    let log = service.log();
+    assert!(
+        log.contains("fires missed while no scheduler ran"),
+        "the log says what was missed"
+    );
+}
+
+/// Redis killed and started again (its AOF reloaded): the schedule is still there and fires on.
+#[tokio::test]
+async fn a_schedule_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let config = format!("[redis]\nurl = \"{}\"\n", redis.url());
+    let service = Service::start(&config).await;
+    let body = json!({"queue": "model-processing", "name": "tick", "every_ms": 300});
+    assert_eq!(service.api.put("/api/schedules/tick", &body).await.0, 201);
+    eventually("a fire", || async {
+        (!fires(&service, "model-processing", "tick").await.is_empty()).then_some(())
+    })
+    .await;
+    redis.restart();
+    let back = stagehand_core::clock::now_ms();
+    eventually_within(LONG_PATIENCE, "fires after the restart", || async {
+        let f = fires(&service, "model-processing", "tick").await;
+        (f.iter().filter(|t| **t > back).count() >= 2).then_some(())
+    })
+    .await;
+    let (_, shown) = service.api.get("/api/schedules/tick").await;
+    assert_eq!(shown["next"].as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn the_cli_adds_shows_lists_and_removes_schedules() {
+    let service = Service::start("").await;
+    let out = service.cli(&[
+        "schedules",
+        "add",
+        "weekdays",
+        "--queue",
+        "model-processing",
+        "--name",
+        "report",
+        "--cron",
+        "0 9 * * 1-5",
+        "--tz",
+        "America/New_York",
+        "--missed",
+        "catch_up:3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value =
+        serde_json::from_slice(&service.cli(&["schedules", "show", "weekdays"]).stdout)
+            .expect("JSON");
+    assert_eq!(shown["missed"], json!({"policy": "catch_up", "max": 3}));
+    let first = shown["next"][0]["local"].as_str().expect("a next fire");
+    assert!(first.contains("T09:00:00"), "{first}");
+    let listed: Value =
+        serde_json::from_slice(&service.cli(&["schedules", "list"]).stdout).expect("JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    let out = service.cli(&[
+        "schedules",
+        "add",
+        "bad",
+        "--queue",
+        "model-processing",
+        "--name",
+        "x",
+        "--cron",
+        "* * * * 9",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("day of week"));
+    let removed: Value =
+        serde_json::from_slice(&service.cli(&["schedules", "rm", "weekdays"]).stdout)
+            .expect("JSON");
+    assert_eq!(removed["deleted"], true);
+}

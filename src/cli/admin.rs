@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
 
-use super::{CacheCommand, Command};
+use super::{CacheCommand, Command, ScheduleCommand};
 
 /// Runs an admin command against `server`.
 pub(super) fn run(server: &str, token: Option<&str>, command: Command) -> ExitCode {
@@ -121,6 +121,7 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
             )
         }
         Command::Cache(command) => cache(client, server, command).await,
+        Command::Schedules(command) => schedules(client, server, command).await,
         Command::Publish { channel, message } => {
             let message: Value = serde_json::from_str(&message)
                 .map_err(|e| format!("the message is not JSON: {e}"))?;
@@ -185,6 +186,69 @@ async fn cache(
         Value::Null => Ok(String::new()),
         other => pretty(other),
     }
+}
+
+async fn schedules(
+    client: &reqwest::Client,
+    server: &str,
+    command: ScheduleCommand,
+) -> Result<String, String> {
+    let answer = match command {
+        ScheduleCommand::List => {
+            let url = path_url(server, &["api", "schedules"])?;
+            send(client.get(url.clone()), url.as_str()).await
+        }
+        ScheduleCommand::Show { id } => {
+            let url = path_url(server, &["api", "schedules", &id])?;
+            send(client.get(url.clone()), url.as_str()).await
+        }
+        ScheduleCommand::Rm { id } => {
+            let url = path_url(server, &["api", "schedules", &id])?;
+            send(client.delete(url.clone()), url.as_str()).await
+        }
+        ScheduleCommand::Add {
+            id,
+            queue,
+            name,
+            cron,
+            every,
+            tz,
+            data,
+            missed,
+            start_at,
+            end_at,
+            limit,
+        } => {
+            let data: Value =
+                serde_json::from_str(&data).map_err(|e| format!("--data is not JSON: {e}"))?;
+            let mut body = json!({ "queue": queue, "name": name, "data": data });
+            if let Some(cron) = cron {
+                body["cron"] = json!(cron);
+            }
+            if let Some(every) = every {
+                body["every_ms"] = json!(every.as_millis() as u64);
+            }
+            if let Some(missed) = missed {
+                body["missed"] = match missed.split_once(':') {
+                    Some(("catch_up", n)) => {
+                        json!({ "catch_up": n.parse::<u32>().map_err(|_| format!("--missed catch_up:N takes a number, not '{n}'"))? })
+                    }
+                    _ => json!(missed),
+                };
+            }
+            for (field, value) in [("tz", tz), ("start_at", start_at), ("end_at", end_at)] {
+                if let Some(value) = value {
+                    body[field] = json!(value);
+                }
+            }
+            if let Some(limit) = limit {
+                body["limit"] = json!(limit);
+            }
+            let url = path_url(server, &["api", "schedules", &id])?;
+            send(client.put(url.clone()).json(&body), url.as_str()).await
+        }
+    };
+    pretty(answer.map_err(Failure::into_message)?)
 }
 
 /// `server` with `segments` appended, each percent-encoded (a key may hold `/`, `?`, `#`).

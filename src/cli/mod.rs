@@ -79,12 +79,67 @@ pub enum Command {
     /// Read and change the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// List, show, add and remove schedules (repeat jobs).
+    #[command(subcommand)]
+    Schedules(ScheduleCommand),
     /// Publish a message (JSON) on a channel; prints its id and how many received it.
     Publish {
         /// The channel (without the server's prefix), e.g. `notifications`.
         channel: String,
         /// The message, as JSON.
         message: String,
+    },
+}
+
+/// `stagehand schedules ...`
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Every schedule, with its next fires.
+    List,
+    /// One schedule, with its next five fires in UTC and in its zone.
+    Show {
+        /// The schedule's id.
+        id: String,
+    },
+    /// Adds a schedule (or changes the one with this id).
+    Add {
+        /// The schedule's id.
+        id: String,
+        /// The queue its jobs go to.
+        #[arg(long)]
+        queue: String,
+        /// Its jobs' name.
+        #[arg(long)]
+        name: String,
+        /// A cron expression (`"0 9 * * 1-5"`, `@daily`)...
+        #[arg(long, conflicts_with = "every", required_unless_present = "every")]
+        cron: Option<String>,
+        /// ...or an interval (`30s`, `5m`).
+        #[arg(long, value_parser = parse_duration)]
+        every: Option<Duration>,
+        /// The time zone the cron expression reads in (IANA, e.g. Europe/Berlin).
+        #[arg(long)]
+        tz: Option<String>,
+        /// Its jobs' data, as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Missed fires: skip, run_once, or catch_up:N.
+        #[arg(long)]
+        missed: Option<String>,
+        /// No fire before this (RFC 3339).
+        #[arg(long)]
+        start_at: Option<String>,
+        /// No fire after this (RFC 3339).
+        #[arg(long)]
+        end_at: Option<String>,
+        /// At most this many fires.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Removes a schedule.
+    Rm {
+        /// The schedule's id.
+        id: String,
     },
 }
 
