@@ -93,6 +93,8 @@ pub enum Command {
 
 /// `stagehand schedules ...`
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of `Add` costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ScheduleCommand {
     /// Every schedule, with its next fires.
     List,
