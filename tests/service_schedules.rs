@@ -379,3 +379,37 @@ async fn the_cli_adds_shows_lists_and_removes_schedules() {
             .expect("JSON");
     assert_eq!(removed["deleted"], true);
 }
+
+#[tokio::test]
+async fn configured_schedules_are_upserted_at_start_and_a_bad_one_stops_it() {
+    let config = "[[schedules]]\nid = \"nightly\"\nqueue = \"model-processing\"\nname = \"lods\"\ncron = \"0 3 * * *\"\ntz = \"Europe/Berlin\"\nmissed = \"run_once\"\n";
+    let service = Service::start(config).await;
+    let (status, shown) = service.api.get("/api/schedules/nightly").await;
+    assert_eq!(status, 200, "{shown}");
+    assert!(
+        shown["next"][0]["local"]
+            .as_str()
+            .is_some_and(|t| t.contains("T03:00:00")),
+        "{shown}"
+    );
+    assert_eq!(shown["missed"], json!({"policy": "run_once"}));
+
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[[schedules]]\nid = \"x\"\nqueue = \"model-processing\"\nname = \"n\"\ncron = \"0 3 * * 9\"\n").expect("write");
+    let (code, stderr) = common::refused_start(
+        dir.path(),
+        &[
+            "--config",
+            file.to_str().expect("path"),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("schedules[0] (x)") && stderr.contains("day of week"),
+        "{stderr}"
+    );
+}

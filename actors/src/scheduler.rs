@@ -97,7 +97,7 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
             };
             match fire_due(&store, queue.defaults(), now).await {
                 Ok(report) => {
-                    for (id, fire) in &report.fired {
+                    for (id, fire, _) in &report.fired {
                         tracing::debug!(queue = queue.name(), schedule = %id, fire_ms = fire, "schedule fired");
                     }
                 }

@@ -5,19 +5,23 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use super::model::{FirePlan, Schedule, fire_job_id};
 use crate::error::StoreError;
 use crate::options::JobOptions;
 use crate::store::{NewJob, QueueStore, ScheduleFire};
 
-/// The most due schedules one step reads from a queue (the next step reads the rest).
-const DUE_BATCH: usize = 100;
+/// The most due schedules one step reads from a queue at a time.
+const DUE_BATCH: usize = 500;
+/// Fires in flight at once (one connection pipelines them).
+const IN_FLIGHT: usize = 32;
 
 /// What a step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FireReport {
-    /// Fires this caller applied (jobs enqueued), by (schedule id, fire time).
-    pub fired: Vec<(String, u64)>,
+    /// Fires this caller applied (jobs enqueued): (schedule id, fire time, when applied).
+    pub fired: Vec<(String, u64, u64)>,
     /// Fires missed and not enqueued (the skip, run_once and catch_up policies).
     pub skipped: u64,
     /// Schedules another caller fired first.
@@ -55,6 +59,7 @@ pub async fn fire_due(
         let due = store.due_schedules(now, DUE_BATCH).await?;
         let full = due.len() == DUE_BATCH;
         let mut progressed = false;
+        let mut steps = Vec::with_capacity(due.len());
         for schedule in due {
             let Some(expected) = schedule.state.next_at else {
                 continue;
@@ -70,33 +75,49 @@ pub async fn fire_due(
                 }
             };
             let plan = schedule.plan(&timing, now);
-            let jobs = fire_jobs(&schedule, &plan, defaults);
-            let fire = ScheduleFire {
-                id: schedule.spec.id.clone(),
-                expected,
-                jobs,
-                next_at: plan.next_at,
-                last_fire: plan.fires.last().copied().or(schedule.state.last_fire),
-                fires: plan.fires_total,
-            };
-            if store.fire_schedule(fire).await? {
-                progressed = true;
-                if plan.skipped > 0 {
-                    tracing::warn!(
-                        schedule = %schedule.spec.id,
-                        missed = plan.skipped,
-                        first_missed_ms = expected,
-                        policy = ?schedule.spec.missed,
-                        "fires missed while no scheduler ran"
-                    );
-                }
-                report.skipped += plan.skipped;
-                report
-                    .fired
-                    .extend(plan.fires.iter().map(|f| (schedule.spec.id.clone(), *f)));
-            } else {
+            steps.push((schedule, expected, plan));
+        }
+        let applied: Vec<Result<(Schedule, FirePlan, bool, u64), StoreError>> =
+            futures::stream::iter(
+                steps
+                    .into_iter()
+                    .map(|(schedule, expected, plan)| async move {
+                        let fire = ScheduleFire {
+                            id: schedule.spec.id.clone(),
+                            expected,
+                            jobs: fire_jobs(&schedule, &plan, defaults),
+                            next_at: plan.next_at,
+                            last_fire: plan.fires.last().copied().or(schedule.state.last_fire),
+                            fires: plan.fires_total,
+                        };
+                        let fired = store.fire_schedule(fire).await?;
+                        Ok((schedule, plan, fired, crate::clock::now_ms()))
+                    }),
+            )
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for result in applied {
+            let (schedule, plan, fired, at) = result?;
+            if !fired {
                 report.lost_races += 1;
+                continue;
             }
+            progressed = true;
+            if plan.skipped > 0 {
+                tracing::warn!(
+                    schedule = %schedule.spec.id,
+                    missed = plan.skipped,
+                    policy = ?schedule.spec.missed,
+                    "fires missed while no scheduler ran"
+                );
+            }
+            report.skipped += plan.skipped;
+            report.fired.extend(
+                plan.fires
+                    .iter()
+                    .map(|f| (schedule.spec.id.clone(), *f, at)),
+            );
         }
         if !full || !progressed {
             return Ok(report);
