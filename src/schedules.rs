@@ -36,8 +36,8 @@ pub struct ScheduleBody {
     pub queue: String,
     /// Its jobs' name.
     pub name: String,
-    /// Its jobs' data.
-    #[serde(default)]
+    /// Its jobs' data (`{}` unless given).
+    #[serde(default = "empty_object")]
     pub data: Value,
     /// Its jobs' options.
     #[serde(default)]
@@ -63,6 +63,10 @@ pub struct ScheduleBody {
     /// What to do about missed fires (`skip` by default).
     #[serde(default)]
     pub missed: Option<MissedBody>,
+}
+
+fn empty_object() -> Value {
+    json!({})
 }
 
 /// Why a schedule was refused, naming the field; or the store's error.

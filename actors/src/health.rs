@@ -19,6 +19,9 @@ pub struct StoreHealth {
 struct Inner {
     /// Pool loops (by worker id) whose last store call failed, with their queue.
     waiting: BTreeSet<(String, String)>,
+    /// Other parts (the scheduler) whose last store call failed: they share the telling of
+    /// an outage, but `/ready` is about the pools.
+    aside: BTreeSet<String>,
     outage: Outage,
 }
 
@@ -29,6 +32,37 @@ impl StoreHealth {
         inner
             .waiting
             .insert((queue.to_string(), worker.to_string()));
+        Self::tell(&mut inner, queue, err);
+    }
+
+    /// A store call of `part` (not a pool: the scheduler, say) failed.
+    pub fn failed_aside(&self, part: &str, queue: &str, err: &StoreError) {
+        let mut inner = self.inner.lock();
+        inner.aside.insert(part.to_string());
+        Self::tell(&mut inner, queue, err);
+    }
+
+    /// A store call of `part` succeeded.
+    pub fn answered_aside(&self, part: &str) {
+        let mut inner = self.inner.lock();
+        if inner.aside.remove(part) {
+            Self::maybe_over(&mut inner);
+        }
+    }
+
+    /// The outage is over once the pools work again (the other parts follow within seconds).
+    fn maybe_over(inner: &mut Inner) {
+        if inner.waiting.is_empty()
+            && let Some(lasted) = inner.outage.answered()
+        {
+            tracing::info!(
+                down_ms = lasted.as_millis() as u64,
+                "queue store answers again; pools resume"
+            );
+        }
+    }
+
+    fn tell(inner: &mut Inner, queue: &str, err: &StoreError) {
         match inner.outage.failed() {
             Some(OutageNote::Started) => tracing::error!(
                 queue, error = %err,
@@ -48,13 +82,8 @@ impl StoreHealth {
         if inner
             .waiting
             .remove(&(queue.to_string(), worker.to_string()))
-            && inner.waiting.is_empty()
-            && let Some(lasted) = inner.outage.answered()
         {
-            tracing::info!(
-                down_ms = lasted.as_millis() as u64,
-                "queue store answers again; pools resume"
-            );
+            Self::maybe_over(&mut inner);
         }
     }
 

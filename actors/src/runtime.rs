@@ -250,6 +250,11 @@ impl RuntimeHandle {
         self.inner.health.waiting()
     }
 
+    /// The store health every loop reports to (the scheduler's too).
+    pub(crate) fn health(&self) -> &Arc<StoreHealth> {
+        &self.inner.health
+    }
+
     /// The alert actor, for actors started beside the runtime (pub/sub subscribers).
     pub fn alerts(&self) -> Addr<AlertActor> {
         self.inner.alerts.clone()

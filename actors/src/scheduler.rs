@@ -118,28 +118,23 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
         }
         let sleep = match failed {
             Some((queue, err)) => {
-                match outage.failed() {
-                    Some(OutageNote::Started) => {
-                        tracing::error!(queue = %queue, error = %err, "scheduler cannot reach the store: fires wait until it answers");
-                        raise(
-                            &runtime.alerts(),
-                            Alert::new(
-                                AlertKind::StoreUnavailable,
-                                Severity::Critical,
-                                &queue,
-                                format!(
-                                    "the scheduler cannot reach the store ({err}); schedules fire late once it answers"
-                                ),
-                            ),
-                        );
-                    }
-                    Some(OutageNote::StillDown(lasted)) => {
-                        tracing::warn!(queue = %queue, down_s = lasted.as_secs(), "scheduler still cannot reach the store");
-                    }
-                    None => {}
+                // Told once for the whole process (pools and scheduler alike); alerted here
+                // only when no pool is telling it already.
+                let told = !runtime.waiting_for_store().is_empty();
+                runtime.health().failed_aside("scheduler", &queue, &err);
+                if outage.failed() == Some(OutageNote::Started) && !told {
+                    raise(
+                        &runtime.alerts(),
+                        Alert::new(
+                            AlertKind::StoreUnavailable,
+                            Severity::Critical,
+                            &queue,
+                            format!("the scheduler cannot reach the store ({err}); schedules fire late once it answers"),
+                        ),
+                    );
                 }
                 let this = pause;
-                pause = (pause * 2).min(Duration::from_secs(10));
+                pause = (pause * 2).min(Duration::from_secs(2));
                 this
             }
             None => {

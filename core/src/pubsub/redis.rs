@@ -203,8 +203,10 @@ impl Listener {
                     match self.pump(conn, pushes, &outlet).await {
                         None => return,
                         Some(why) => {
+                            // Self-healing: said quietly unless it lasts (the store's own outage,
+                            // if that is the cause, is told by the pools).
                             if outage.failed() == Some(OutageNote::Started) {
-                                tracing::warn!(topics = ?self.topics, reason = %why, "pub/sub connection lost; making it again");
+                                tracing::info!(topics = ?self.topics, reason = %why, "pub/sub connection lost; making it again");
                             }
                             if !outlet.offer(gap(&why)) {
                                 return;
@@ -215,7 +217,7 @@ impl Listener {
                 Err(err) => {
                     match outage.failed() {
                         Some(OutageNote::Started) => {
-                            tracing::warn!(topics = ?self.topics, error = %reason(&err), "pub/sub cannot subscribe; trying again");
+                            tracing::info!(topics = ?self.topics, error = %reason(&err), "pub/sub cannot subscribe; trying again");
                         }
                         Some(OutageNote::StillDown(lasted)) => {
                             tracing::warn!(topics = ?self.topics, error = %reason(&err), down_s = lasted.as_secs(), "pub/sub still cannot subscribe");
