@@ -116,6 +116,14 @@ impl Backend {
         }
     }
 
+    /// Where schedule ids are claimed: in Redis beside the queues, else in this process.
+    pub fn schedule_owners(&self) -> crate::schedules::Owners {
+        match self {
+            Backend::Memory => crate::schedules::Owners::default(),
+            Backend::Redis(r) => crate::schedules::Owners::redis(r.conn.clone(), &r.prefix),
+        }
+    }
+
     /// The queues' Redis, for `/api/redis`.
     pub fn redis_endpoint(&self) -> Option<crate::http::RedisEndpoint> {
         match self {

@@ -3,16 +3,21 @@
 
 use chrono::DateTime;
 use chrono_tz::Tz;
+use std::sync::Arc;
+
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stagehand_actors::RuntimeHandle;
 use stagehand_core::clock::now_ms;
+use stagehand_core::redis::Conn;
 use stagehand_core::schedule::{Missed, Schedule, ScheduleSpec, ScheduleState, show_time};
 use stagehand_core::store::PutSchedule;
 use stagehand_core::{JobOptionsInput, StoreError};
 
 /// What a missed-fire policy looks like in the API: `"skip"`, `"run_once"` or
-/// `{"catch_up": N}`.
+/// `{"catch_up": N}`; or as a schedule shows it (`{"policy": "catch_up", "max": N}`), so that
+/// what GET shows can be PUT back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum MissedBody {
@@ -23,6 +28,8 @@ pub enum MissedBody {
         /// At most this many missed fires run.
         catch_up: u32,
     },
+    /// As shown.
+    Shown(Missed),
 }
 
 /// A schedule as the API and `[[schedules]]` give it (times as RFC 3339).
@@ -80,9 +87,97 @@ pub enum ScheduleInputError {
         /// Why.
         reason: String,
     },
+    /// The id is another queue's schedule.
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Which queue holds each schedule id, so that an id is one schedule in one queue whatever
+/// processes race to create it (a schedule lives in its queue's store, for its fires to be
+/// atomic with their jobs; the owner record keeps two queues from both taking an id).
+#[derive(Clone)]
+pub enum Owners {
+    /// Within this process (the memory store).
+    Memory(Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>),
+    /// A Redis hash shared by every process.
+    Redis {
+        /// The connection.
+        conn: Conn,
+        /// `PREFIX:schedule-owners`.
+        key: String,
+    },
+}
+
+impl Default for Owners {
+    fn default() -> Self {
+        Owners::Memory(Arc::default())
+    }
+}
+
+impl std::fmt::Debug for Owners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Owners::Memory(_) => "Owners::Memory",
+            Owners::Redis { .. } => "Owners::Redis",
+        })
+    }
+}
+
+impl Owners {
+    /// Owners kept in Redis beside the queues (`PREFIX:schedule-owners`).
+    pub fn redis(conn: Conn, prefix: &str) -> Owners {
+        Owners::Redis {
+            conn,
+            key: format!("{prefix}:schedule-owners"),
+        }
+    }
+
+    /// Claims `id` for `queue`; the other queue that holds it, if any.
+    async fn claim(&self, id: &str, queue: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Owners::Memory(map) => {
+                let mut map = map
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let owner = map
+                    .entry(id.to_string())
+                    .or_insert_with(|| queue.to_string());
+                Ok((owner != queue).then(|| owner.clone()))
+            }
+            Owners::Redis { conn, key } => {
+                let mut conn = conn.clone();
+                let set: bool = conn.hset_nx(key, id, queue).await.map_err(store_error)?;
+                if set {
+                    return Ok(None);
+                }
+                let owner: Option<String> = conn.hget(key, id).await.map_err(store_error)?;
+                Ok(owner.filter(|o| o != queue))
+            }
+        }
+    }
+
+    /// Gives `id` up.
+    pub async fn release(&self, id: &str) -> Result<(), StoreError> {
+        match self {
+            Owners::Memory(map) => {
+                map.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(id);
+                Ok(())
+            }
+            Owners::Redis { conn, key } => conn.clone().hdel(key, id).await.map_err(store_error),
+        }
+    }
+}
+
+fn store_error(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable {
+        reason: err.to_string(),
+        source: Some(Arc::new(err)),
+    }
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ScheduleInputError {
@@ -133,6 +228,7 @@ impl ScheduleBody {
                 ));
             }
             Some(MissedBody::CatchUp { catch_up }) => Missed::CatchUp { max: *catch_up },
+            Some(MissedBody::Shown(missed)) => *missed,
         };
         let spec = ScheduleSpec {
             id: id.to_string(),
@@ -165,13 +261,22 @@ pub async fn find(runtime: &RuntimeHandle, id: &str) -> Result<Option<Schedule>,
     Ok(None)
 }
 
-/// Stores `spec` (a new schedule, or a changed one, which moves to its new queue if that
-/// changed); upserting the same spec again changes nothing.
+/// Stores `spec` (a new schedule, or a changed one); upserting the same spec again changes
+/// nothing. An id another queue holds is a conflict: delete it there to move it.
 pub async fn upsert(
     runtime: &RuntimeHandle,
+    owners: &Owners,
     spec: ScheduleSpec,
 ) -> Result<PutSchedule, ScheduleInputError> {
     let now = now_ms();
+    // Another queue's claim stands, even while its schedule is being stored (taking it over
+    // then would make two); DELETE gives an id up, dangling claims included.
+    if let Some(owner) = owners.claim(&spec.id, &spec.queue).await? {
+        return Err(ScheduleInputError::Conflict(format!(
+            "schedule '{}' belongs to queue '{owner}': DELETE it first to move it",
+            spec.id
+        )));
+    }
     let existing = find(runtime, &spec.id).await?;
     let created_at = existing.as_ref().map_or(now, |s| s.state.created_at);
     let timing = spec
@@ -187,11 +292,19 @@ pub async fn upsert(
         },
     };
     schedule.state.next_at = schedule.next_fire(&timing, now);
-    if let Some(old) = &existing
-        && old.spec.queue != schedule.spec.queue
-        && let Some(store) = runtime.store(&old.spec.queue)
-    {
-        store.remove_schedule(&old.spec.id).await?;
+    if schedule.state.next_at.is_none() && existing.is_none() {
+        owners.release(&schedule.spec.id).await?;
+        let field = if schedule.spec.end_at.is_some() {
+            "end_at"
+        } else if schedule.spec.cron.is_some() {
+            "cron"
+        } else {
+            "every_ms"
+        };
+        return Err(invalid(
+            field,
+            "the schedule would never fire: no fire time after now within start_at, end_at and limit (cron times end in 2099)",
+        ));
     }
     let store = runtime
         .store(&schedule.spec.queue)

@@ -78,7 +78,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         crate::pubsub::announce_changes(two_tier, &pubsub);
     }
     crate::pubsub::start_subscribers(&settings, &pubsub, &cache, &runtime);
-    upsert_configured_schedules(&settings, &runtime).await?;
+    let owners = backend.schedule_owners();
+    upsert_configured_schedules(&settings, &runtime, &owners).await?;
     let (_scheduler, scheduler) =
         stagehand_actors::scheduler::SchedulerActor::start(runtime.clone());
     crate::pubsub::wake_scheduler_on_changes(&settings, &pubsub, &scheduler, &runtime);
@@ -86,6 +87,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_cache(cache)
         .with_scheduler(scheduler)
+        .with_schedule_owners(owners)
         .with_pubsub(pubsub)
         .with_redis(
             backend
@@ -154,15 +156,20 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 async fn upsert_configured_schedules(
     settings: &Settings,
     runtime: &RuntimeHandle,
+    owners: &crate::schedules::Owners,
 ) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
     for (i, body) in settings.schedules.iter().enumerate() {
         let Some(id) = &body.id else {
             anyhow::bail!("schedules[{i}]: an id is needed");
         };
+        if !seen.insert(id) {
+            anyhow::bail!("schedules[{i}]: the id '{id}' is given twice");
+        }
         let spec = body
             .spec(id, runtime)
             .map_err(|e| anyhow::anyhow!("schedules[{i}] ({id}): {e}"))?;
-        match crate::schedules::upsert(runtime, spec).await {
+        match crate::schedules::upsert(runtime, owners, spec).await {
             Ok(put) => {
                 tracing::info!(schedule = %id, result = ?put, "configured schedule upserted")
             }

@@ -40,6 +40,8 @@ pub enum AlertKind {
     HandlerFailed,
     /// A pub/sub handler's mailbox was full: messages were dropped.
     MessagesDropped,
+    /// A schedule's fire was refused by its queue (full, say); it is tried again.
+    ScheduleBlocked,
 }
 
 /// One alert.

@@ -83,40 +83,84 @@ impl Supervised for SchedulerActor {
     }
 }
 
-/// The scheduler's loop: fire what is due, then sleep until the next fire or a wake.
+/// The scheduler's loop: fire what is due, then sleep until the next fire or a wake. A queue
+/// whose store fails backs off on its own; the others go on firing on time.
 async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
+    use std::collections::HashMap;
+    // Per failing queue: when to try it again, and the pause after that.
+    let mut backoff: HashMap<String, (u64, Duration)> = HashMap::new();
     let mut outage = Outage::default();
-    let mut pause = Duration::from_millis(250);
+    let mut blocked_told: HashMap<String, u64> = HashMap::new();
     loop {
         let now = now_ms();
         let mut next: Option<u64> = None;
+        let earliest = |at: u64, next: &mut Option<u64>| {
+            *next = Some(next.map_or(at, |n: u64| n.min(at)));
+        };
         let mut failed = None;
         for queue in runtime.queues() {
-            let Some(store) = runtime.store(queue.name()) else {
+            let name = queue.name().to_string();
+            let Some(store) = runtime.store(&name) else {
                 continue;
             };
-            match fire_due(&store, queue.defaults(), now).await {
-                Ok(report) => {
+            if let Some((retry_at, _)) = backoff.get(&name)
+                && *retry_at > now
+            {
+                earliest(*retry_at, &mut next);
+                continue;
+            }
+            let step = async {
+                let report = fire_due(&store, queue.defaults(), now).await?;
+                let at = store.next_schedule_at().await?;
+                Ok::<_, stagehand_core::StoreError>((report, at))
+            };
+            match step.await {
+                Ok((report, at)) => {
+                    backoff.remove(&name);
                     for (id, fire, _) in &report.fired {
-                        tracing::debug!(queue = queue.name(), schedule = %id, fire_ms = fire, "schedule fired");
+                        tracing::debug!(queue = %name, schedule = %id, fire_ms = fire, "schedule fired");
+                    }
+                    for (id, why) in &report.blocked {
+                        // Said (and alerted) at most once a minute per schedule.
+                        let last = blocked_told.get(id).copied().unwrap_or(0);
+                        if now.saturating_sub(last) >= 60_000 {
+                            blocked_told.insert(id.clone(), now);
+                            tracing::warn!(queue = %name, schedule = %id, reason = %why, "a schedule's fire was refused by its queue; trying again");
+                            raise(
+                                &runtime.alerts(),
+                                Alert::new(
+                                    AlertKind::ScheduleBlocked,
+                                    Severity::High,
+                                    &name,
+                                    format!("schedule '{id}' cannot enqueue its fire: {why}"),
+                                ),
+                            );
+                        }
+                    }
+                    if let Some(at) = at {
+                        // A refused fire is tried again in a second, not in a spin.
+                        let at = if report.blocked.is_empty() {
+                            at
+                        } else {
+                            at.max(now + 1_000)
+                        };
+                        earliest(at, &mut next);
                     }
                 }
                 Err(err) => {
-                    failed = Some((queue.name().to_string(), err));
-                    continue;
+                    let pause = backoff
+                        .get(&name)
+                        .map_or(Duration::from_millis(250), |(_, p)| {
+                            (*p * 2).min(Duration::from_secs(2))
+                        });
+                    let retry_at = now + pause.as_millis() as u64;
+                    backoff.insert(name.clone(), (retry_at, pause));
+                    earliest(retry_at, &mut next);
+                    failed = Some((name, err));
                 }
-            }
-            match store.next_schedule_at().await {
-                Ok(at) => {
-                    next = match (next, at) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    }
-                }
-                Err(err) => failed = Some((queue.name().to_string(), err)),
             }
         }
-        let sleep = match failed {
+        match failed {
             Some((queue, err)) => {
                 // Told once for the whole process (pools and scheduler alike); alerted here
                 // only when no pool is telling it already.
@@ -129,29 +173,25 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
                             AlertKind::StoreUnavailable,
                             Severity::Critical,
                             &queue,
-                            format!("the scheduler cannot reach the store ({err}); schedules fire late once it answers"),
+                            format!(
+                                "the scheduler cannot reach the store ({err}); schedules fire late once it answers"
+                            ),
                         ),
                     );
                 }
-                let this = pause;
-                pause = (pause * 2).min(Duration::from_secs(2));
-                this
             }
-            None => {
-                if let Some(lasted) = outage.answered() {
-                    tracing::info!(
-                        lasted_ms = lasted.as_millis() as u64,
-                        "scheduler reaches the store again"
-                    );
-                }
-                pause = Duration::from_millis(250);
-                let now = now_ms();
-                match next {
-                    Some(at) if at <= now => MIN_SLEEP,
-                    Some(at) => Duration::from_millis(at - now).min(MAX_SLEEP),
-                    None => MAX_SLEEP,
+            None if backoff.is_empty() => {
+                if outage.answered().is_some() {
+                    runtime.health().answered_aside("scheduler");
                 }
             }
+            None => {}
+        }
+        let now = now_ms();
+        let sleep = match next {
+            Some(at) if at <= now => MIN_SLEEP,
+            Some(at) => Duration::from_millis(at - now).min(MAX_SLEEP),
+            None => MAX_SLEEP,
         };
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// From the queue: busy (503), stopped (503), or the store's answer.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// 409: the request conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
     /// 404: no such schedule.
     #[error("no schedule '{0}'")]
     UnknownSchedule(String),
@@ -77,6 +80,7 @@ impl ApiError {
         match self {
             ApiError::UnknownKey(_) => "unknown_key",
             ApiError::UnknownSchedule(_) => "unknown_schedule",
+            ApiError::Conflict(_) => "conflict",
             ApiError::NoCache => "no_cache",
             ApiError::NoPubSub => "no_pubsub",
             ApiError::PubSub(PubSubError::Invalid(_)) => "bad_request",
@@ -121,6 +125,7 @@ impl ResponseError for ApiError {
             | ApiError::NoCache
             | ApiError::NoPubSub => StatusCode::NOT_FOUND,
             ApiError::PubSub(PubSubError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PubSub(PubSubError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Cache(e) => match e {
                 CacheError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -47,6 +47,7 @@ pub struct ApiState {
     pubsub: Option<stagehand_core::pubsub::PubSub>,
     redis: Vec<RedisEndpoint>,
     scheduler: Option<stagehand_actors::scheduler::SchedulerHandle>,
+    owners: crate::schedules::Owners,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -70,6 +71,7 @@ impl ApiState {
             pubsub: None,
             redis: Vec::new(),
             scheduler: None,
+            owners: crate::schedules::Owners::default(),
         }
     }
 
@@ -104,6 +106,12 @@ impl ApiState {
         scheduler: stagehand_actors::scheduler::SchedulerHandle,
     ) -> Self {
         self.scheduler = Some(scheduler);
+        self
+    }
+
+    /// The same API, keeping which queue holds each schedule id in `owners`.
+    pub fn with_schedule_owners(mut self, owners: crate::schedules::Owners) -> Self {
+        self.owners = owners;
         self
     }
 

@@ -17,6 +17,7 @@ impl From<ScheduleInputError> for ApiError {
             ScheduleInputError::Invalid { field, reason } => {
                 ApiError::BadRequest(format!("{field}: {reason}"))
             }
+            ScheduleInputError::Conflict(detail) => ApiError::Conflict(detail),
             ScheduleInputError::Store(e) => ApiError::Queue(e.into()),
         }
     }
@@ -56,7 +57,7 @@ pub(super) async fn put(
         ));
     }
     let spec = body.spec(&id, &state.runtime)?;
-    let put = upsert(&state.runtime, spec).await?;
+    let put = upsert(&state.runtime, &state.owners, spec).await?;
     if put != PutSchedule::Unchanged {
         changed(&state).await;
     }
@@ -94,19 +95,27 @@ pub(super) async fn delete(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    // Removed without reading it first: a record that no longer decodes can still go.
     let mut deleted = false;
-    if let Some(schedule) = find(&state.runtime, &id)
-        .await
-        .map_err(|e| ApiError::Queue(e.into()))?
-        && let Some(store) = state.runtime.store(&schedule.spec.queue)
-    {
-        deleted = store
-            .remove_schedule(&id)
-            .await
-            .map_err(|e| ApiError::Queue(e.into()))?;
-        changed(&state).await;
+    for queue in state.runtime.queues() {
+        if let Some(store) = state.runtime.store(queue.name()) {
+            deleted |= store
+                .remove_schedule(&id)
+                .await
+                .map_err(|e| ApiError::Queue(e.into()))?;
+        }
     }
-    Ok(HttpResponse::Ok().json(json!({ "deleted": deleted })))
+    // The claim goes too (a dangling one, of a schedule lost some other way, included).
+    state
+        .owners
+        .release(&id)
+        .await
+        .map_err(|e| ApiError::Queue(e.into()))?;
+    if !deleted {
+        return Err(ApiError::UnknownSchedule(id.to_string()));
+    }
+    changed(&state).await;
+    Ok(HttpResponse::Ok().json(json!({ "deleted": true })))
 }
 
 async fn set_paused(state: &ApiState, id: &str, paused: bool) -> Result<HttpResponse, ApiError> {
@@ -164,7 +173,12 @@ pub(super) async fn trigger(
         fires_total: 0,
     };
     let mut jobs = fire_jobs(&schedule, &plan, queue.defaults());
-    let job_id = format!("sched:{}:trigger-{now}", schedule.spec.id);
+    // Its own id however many triggers land in one millisecond.
+    let job_id = format!(
+        "sched:{}:trigger-{now}-{:08x}",
+        schedule.spec.id,
+        fastrand::u32(..)
+    );
     jobs[0].options.job_id = Some(job_id.clone());
     let added = queue.add(jobs).await?;
     let id = added.first().map(|a| a.id.to_string()).unwrap_or(job_id);

@@ -42,9 +42,14 @@ impl RedisStore {
         keys::schedule(&self.keys, id)
     }
 
-    /// Reads the schedules `ids`, skipping any removed meanwhile.
-    async fn read_schedules(&self, ids: &[String]) -> Result<Vec<Schedule>, StoreError> {
+    /// Reads the schedules `ids`, skipping any removed meanwhile; a record that does not
+    /// decode is skipped too, its id returned apart (one bad record must not hide the rest).
+    async fn read_schedules(
+        &self,
+        ids: &[String],
+    ) -> Result<(Vec<Schedule>, Vec<String>), StoreError> {
         let mut out = Vec::with_capacity(ids.len());
+        let mut corrupt = Vec::new();
         for chunk in ids.chunks(READ_BATCH) {
             let mut pipe = redis::pipe();
             for id in chunk {
@@ -54,11 +59,17 @@ impl RedisStore {
                 .query_async(&mut self.conn.clone())
                 .await
                 .map_err(read_failed)?;
-            for fields in all {
-                out.extend(decode(fields)?);
+            for (id, fields) in chunk.iter().zip(all) {
+                match decode(fields) {
+                    Ok(found) => out.extend(found),
+                    Err(err) => {
+                        tracing::error!(queue = %self.queue, schedule = %id, error = %err, "a stored schedule does not decode; skipped (DELETE it, or PUT it again)");
+                        corrupt.push(id.clone());
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok((out, corrupt))
     }
 
     pub(super) async fn put_schedule_impl(
@@ -103,7 +114,7 @@ impl RedisStore {
             .await
             .map_err(read_failed)?;
         ids.sort();
-        self.read_schedules(&ids).await
+        Ok(self.read_schedules(&ids).await?.0)
     }
 
     pub(super) async fn schedule_admin(
@@ -150,7 +161,17 @@ impl RedisStore {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(read_failed)?;
-        self.read_schedules(&ids).await
+        let (due, corrupt) = self.read_schedules(&ids).await?;
+        if !corrupt.is_empty() {
+            // Out of the due index, so that no scheduler spins on them; DELETE or PUT mends.
+            let _: i64 = self
+                .conn
+                .clone()
+                .zrem(self.key("sched"), &corrupt)
+                .await
+                .map_err(write_failed)?;
+        }
+        Ok(due)
     }
 
     pub(super) async fn fire_schedule_impl(&self, fire: ScheduleFire) -> Result<bool, StoreError> {

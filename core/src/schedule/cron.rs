@@ -20,7 +20,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
 /// How far wall-clock time may jump at a transition, with room to spare (the largest shift
@@ -133,6 +133,32 @@ impl CronSpec {
 
     /// The first fire strictly after `after`, or `None` if it never fires again.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_far_from_transitions(after)
+            .or_else(|| self.next_near_transitions(after))
+    }
+
+    /// The quick way, when no clock change is near: the first matching wall time after
+    /// `after`'s, placed in the zone. `None` when a transition is within reach (or there is no
+    /// next time), for the careful way to decide.
+    fn next_far_from_transitions(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let offset_at = |t: DateTime<Utc>| self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        let wall_after = Utc.from_utc_datetime(&after.with_timezone(&self.tz).naive_local());
+        let wall = self
+            .schedules
+            .iter()
+            .filter_map(|s| s.after(&wall_after).next())
+            .min()?;
+        let at = self
+            .tz
+            .from_local_datetime(&wall.naive_utc())
+            .single()?
+            .with_timezone(&Utc);
+        (at > after && offset_at(after - DST_MARGIN) == offset_at(at + DST_MARGIN)).then_some(at)
+    }
+
+    /// The careful way, by the DST rules: every wall time from a little before `after`'s,
+    /// placed in the zone, the earliest instant after `after` kept.
+    fn next_near_transitions(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let wall_after = after.with_timezone(&self.tz).naive_local();
         let from = Utc.from_utc_datetime(&(wall_after - DST_MARGIN));
         let mut walls: Vec<_> = self
@@ -220,6 +246,13 @@ fn check_field(field: &str, (low, high): (u32, u32), months: bool) -> Result<(),
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ];
     let value = |text: &str| -> Result<u32, String> {
+        if !text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        {
+            return Err(format!("'{text}' is not a number"));
+        }
         let n = match text.parse::<u32>() {
             Ok(n) => n,
             Err(_) if months => MONTHS
@@ -265,8 +298,11 @@ fn check_field(field: &str, (low, high): (u32, u32), months: bool) -> Result<(),
 /// Crontab's day-of-week field (0 or 7 Sunday, 1 Monday, names, ranges, steps) as the days
 /// it names, numbered as the crate numbers them (Sunday = 1).
 fn crontab_weekdays(field: &str) -> Result<String, String> {
-    if field == "*" || field == "?" {
+    if field == "*" {
         return Ok("*".into());
+    }
+    if field.contains('?') {
+        return Err("'?' is not crontab syntax (use *)".into());
     }
     let mut days = [false; 7];
     for part in field.split(',') {
@@ -287,8 +323,8 @@ fn crontab_weekdays(field: &str) -> Result<String, String> {
             (weekday(a)?, weekday(b)?)
         } else {
             let day = weekday(range)?;
-            // `5/2` means from 5 to the end, as in crontab.
-            (day, if part.contains('/') { 6 } else { day })
+            // `5/2` means from 5 to the end of the range (7, Sunday), as in crontab.
+            (day, if part.contains('/') { 7 } else { day })
         };
         if first > last {
             return Err(format!("the range '{range}' runs backwards"));

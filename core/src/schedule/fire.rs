@@ -28,6 +28,9 @@ pub struct FireReport {
     pub lost_races: u64,
     /// Schedules whose spec no longer parses (paused, said in the log).
     pub broken: Vec<String>,
+    /// Schedules whose fire the queue refused (full, or input it will not take): tried again
+    /// at the next step, by (schedule id, why).
+    pub blocked: Vec<(String, String)>,
 }
 
 /// The jobs of `plan` for `schedule`, with the queue's `defaults` under the schedule's options.
@@ -77,28 +80,39 @@ pub async fn fire_due(
             let plan = schedule.plan(&timing, now);
             steps.push((schedule, expected, plan));
         }
-        let applied: Vec<Result<(Schedule, FirePlan, bool, u64), StoreError>> =
-            futures::stream::iter(
-                steps
-                    .into_iter()
-                    .map(|(schedule, expected, plan)| async move {
-                        let fire = ScheduleFire {
-                            id: schedule.spec.id.clone(),
-                            expected,
-                            jobs: fire_jobs(&schedule, &plan, defaults),
-                            next_at: plan.next_at,
-                            last_fire: plan.fires.last().copied().or(schedule.state.last_fire),
-                            fires: plan.fires_total,
-                        };
-                        let fired = store.fire_schedule(fire).await?;
-                        Ok((schedule, plan, fired, crate::clock::now_ms()))
-                    }),
-            )
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
+        type Applied = (Schedule, FirePlan, Result<bool, StoreError>, u64);
+        let applied: Vec<Result<Applied, StoreError>> = futures::stream::iter(
+            steps
+                .into_iter()
+                .map(|(schedule, expected, plan)| async move {
+                    let fire = ScheduleFire {
+                        id: schedule.spec.id.clone(),
+                        expected,
+                        jobs: fire_jobs(&schedule, &plan, defaults),
+                        next_at: plan.next_at,
+                        last_fire: plan.fires.last().copied().or(schedule.state.last_fire),
+                        fires: plan.fires_total,
+                    };
+                    let fired = store.fire_schedule(fire).await;
+                    Ok((schedule, plan, fired, crate::clock::now_ms()))
+                }),
+        )
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
         for result in applied {
             let (schedule, plan, fired, at) = result?;
+            let fired = match fired {
+                Ok(fired) => fired,
+                // The queue refused this fire (full, say): the others go on.
+                Err(err @ (StoreError::QueueFull { .. } | StoreError::Invalid(_))) => {
+                    report
+                        .blocked
+                        .push((schedule.spec.id.clone(), err.to_string()));
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             if !fired {
                 report.lost_races += 1;
                 continue;
@@ -109,7 +123,7 @@ pub async fn fire_due(
                     schedule = %schedule.spec.id,
                     missed = plan.skipped,
                     policy = ?schedule.spec.missed,
-                    "fires missed while no scheduler ran"
+                    "fires missed: none could be enqueued in time (every scheduler stopped, or the store unreachable)"
                 );
             }
             report.skipped += plan.skipped;

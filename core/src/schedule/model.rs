@@ -35,9 +35,9 @@ pub enum Missed {
     },
 }
 
-/// A schedule as given: what to enqueue, when, and within which bounds.
+/// A schedule as given: what to enqueue, when, and within which bounds. Read leniently (a
+/// field a newer version added is ignored by an older one); the API's input is strict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Its id (unique among all schedules).
     pub id: String,
