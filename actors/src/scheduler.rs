@@ -180,10 +180,8 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
                     );
                 }
             }
-            None if backoff.is_empty() => {
-                if outage.answered().is_some() {
-                    runtime.health().answered_aside("scheduler");
-                }
+            None if backoff.is_empty() && outage.answered().is_some() => {
+                runtime.health().answered_aside("scheduler");
             }
             None => {}
         }
