@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stagehand_actors::RuntimeHandle;
 use stagehand_core::clock::now_ms;
-use stagehand_core::redis::Conn;
+use stagehand_core::redis::{Conn, read_failed, write_failed};
 use stagehand_core::schedule::{Missed, Schedule, ScheduleSpec, ScheduleState, show_time};
 use stagehand_core::store::PutSchedule;
 use stagehand_core::{JobOptionsInput, StoreError};
@@ -149,11 +149,11 @@ impl Owners {
             }
             Owners::Redis { conn, key } => {
                 let mut conn = conn.clone();
-                let set: bool = conn.hset_nx(key, id, queue).await.map_err(store_error)?;
+                let set: bool = conn.hset_nx(key, id, queue).await.map_err(write_failed)?;
                 if set {
                     return Ok(None);
                 }
-                let owner: Option<String> = conn.hget(key, id).await.map_err(store_error)?;
+                let owner: Option<String> = conn.hget(key, id).await.map_err(read_failed)?;
                 Ok(owner.filter(|o| o != queue))
             }
         }
@@ -168,15 +168,8 @@ impl Owners {
                     .remove(id);
                 Ok(())
             }
-            Owners::Redis { conn, key } => conn.clone().hdel(key, id).await.map_err(store_error),
+            Owners::Redis { conn, key } => conn.clone().hdel(key, id).await.map_err(write_failed),
         }
-    }
-}
-
-fn store_error(err: redis::RedisError) -> StoreError {
-    StoreError::Unavailable {
-        reason: err.to_string(),
-        source: Some(Arc::new(err)),
     }
 }
 

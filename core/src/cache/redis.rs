@@ -202,21 +202,8 @@ impl CacheTier for RedisTier {
         tags: &[String],
     ) -> Result<(), CacheError> {
         let mut conn = self.conn.clone();
-        if tags.is_empty() {
-            // The common case, one plain command, unless the key had tags to leave.
-            let had_tags: bool = conn
-                .exists(format!("{}-keytags:{key}", self.base))
-                .await
-                .map_err(unavailable)?;
-            if !had_tags {
-                let name = self.value_key(key);
-                let done: redis::RedisResult<()> = match ttl {
-                    Some(ttl) => conn.pset_ex(&name, &*text, millis(ttl)).await,
-                    None => conn.set(&name, &*text).await,
-                };
-                return done.map_err(unavailable);
-            }
-        }
+        // One script, tags or not: a key's old tags are left in the same step (one round
+        // trip, and no race with a tagged write in between).
         let mut call = self.scripts.set.prepare_invoke();
         call.arg(&*self.base)
             .arg(key)

@@ -52,7 +52,7 @@ pub struct RedisStore {
 }
 
 /// A failed call that changes nothing (a read): the store is unavailable.
-pub(crate) fn read_failed(err: redis::RedisError) -> StoreError {
+pub fn read_failed(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable {
         reason: errors::reason(&err),
         source: Some(Arc::new(err)),
@@ -61,7 +61,7 @@ pub(crate) fn read_failed(err: redis::RedisError) -> StoreError {
 
 /// A failed call that changes state: unavailable when Redis surely did not run it, else of
 /// unknown outcome.
-fn write_failed(err: redis::RedisError) -> StoreError {
+pub fn write_failed(err: redis::RedisError) -> StoreError {
     errors::classify_write(err)
 }
 
