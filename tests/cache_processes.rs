@@ -84,11 +84,7 @@ async fn get_or_set_loads_once_across_three_processes() {
                 .expect("a child process")
         })
         .collect();
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     common::eventually("three processes ready", || {
         let mut conn = conn.clone();
         async move {

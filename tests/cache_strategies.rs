@@ -526,11 +526,7 @@ async fn tag_indexes_do_not_outlive_their_keys() {
             .await
             .expect("set");
     }
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     eventually("the tag index to expire with its keys", || {
         let mut conn = conn.clone();
         async move {
@@ -648,11 +644,7 @@ async fn a_write_in_one_process_evicts_the_key_from_the_others_memory() {
 async fn delete_pattern_over_100k_keys_works_in_batches_and_spares_the_rest() {
     let server = RedisServer::start();
     let cache = redis_cache(&server, CacheOptions::default()).await;
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     for chunk in 0..10 {
         let mut fill = redis::pipe();
         for i in chunk * 10_000..(chunk + 1) * 10_000 {

@@ -133,11 +133,7 @@ async fn channels_carry_the_prefix_on_the_wire() {
         .subscribe(&[Topic::Channel("cache-invalidate".into())], 16)
         .await
         .expect("subscribe");
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     common::eventually("redis-cli PUBLISH to reach the subscriber", || {
         let mut conn = conn.clone();
         async move {
@@ -193,11 +189,7 @@ async fn a_killed_subscriber_connection_is_made_again() {
         .expect("subscribe");
     publish_until_received(&publisher, "notifications", &json!(1)).await;
     next_message(&mut sub).await;
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     let killed: u64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -222,11 +214,7 @@ async fn a_link_that_stops_answering_is_noticed_by_the_ping() {
         .subscribe(&[Topic::Channel("notifications".into())], 16)
         .await
         .expect("subscribe");
-    let client = redis::Client::open(server.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = server.conn().await;
     // Wait until subscribed, then stop the server answering anyone for a while.
     common::eventually("the subscription", || {
         let mut conn = conn.clone();

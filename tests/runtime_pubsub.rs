@@ -8,26 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use common::eventually;
+use common::{Collect, eventually};
 use parking_lot::Mutex;
 use stagehand::actors::pubsub::{HandlerActor, MessageHandler, SubscriberActor};
-use stagehand::actors::{Alert, AlertKind, AlertSink, QueueSpec, Runtime};
+use stagehand::actors::{Alert, AlertKind, QueueSpec, Runtime};
 use stagehand::core::pubsub::{MemoryTransport, Metadata, PubSub, Topic};
 use tokio::sync::Semaphore;
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<Alert>>);
-
-#[async_trait]
-impl AlertSink for Collect {
-    fn name(&self) -> &str {
-        "collect"
-    }
-    async fn deliver(&self, alert: &Alert) -> Result<(), String> {
-        self.0.lock().push(alert.clone());
-        Ok(())
-    }
-}
 
 /// Records what it handles; panics on "boom", fails on "fail", waits for a permit on "slow".
 #[derive(Default)]

@@ -7,38 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use async_trait::async_trait;
-use common::{eventually, serve_api};
+use common::{Collect, eventually, serve_api};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use stagehand::actors::{
-    Alert, AlertKind, AlertSink, PoolSettings, QueueSpec, Runtime, SupervisionConfig,
-};
+use stagehand::actors::{AlertKind, PoolSettings, QueueSpec, Runtime, SupervisionConfig};
 use stagehand::alerts::WebhookSink;
 use stagehand::core::{JobContext, ProcessError, processor_fn};
 
 const LIMIT: usize = 1 << 20;
-
-/// Collects the alerts it is given.
-#[derive(Default)]
-struct Collect(Mutex<Vec<Alert>>);
-
-#[async_trait]
-impl AlertSink for Collect {
-    fn name(&self) -> &str {
-        "collect"
-    }
-    async fn deliver(&self, alert: &Alert) -> Result<(), String> {
-        self.0.lock().push(alert.clone());
-        Ok(())
-    }
-}
-
-impl Collect {
-    fn kinds(&self) -> Vec<AlertKind> {
-        self.0.lock().iter().map(|a| a.kind).collect()
-    }
-}
 
 /// Panics on jobs named "panic", completes the rest.
 fn panicky() -> impl stagehand::core::Processor {

@@ -141,11 +141,7 @@ async fn two_processes_share_a_two_tier_cache_on_redis() {
         json!({"coat": "red"})
     );
     // The seed's layout: db 0, `cache:` prefix, plain JSON, whatever the queues' db.
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = redis.conn().await;
     let raw: String = redis::cmd("GET")
         .arg("cache:look:1")
         .query_async(&mut conn)

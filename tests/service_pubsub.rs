@@ -18,21 +18,13 @@ async fn two_processes(redis: &RedisServer) -> (Service, Service) {
     (Service::start(&config).await, Service::start(&config).await)
 }
 
-async fn redis_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn")
-}
-
 async fn value(service: &Service, key: &str) -> Value {
     service.api.get(&format!("/api/cache/{key}")).await.1["value"].clone()
 }
 
 /// Waits until every process's subscriber to `cache-invalidate` is in place.
 async fn subscribed(redis: &RedisServer, processes: u64) {
-    let mut conn = redis_conn(redis).await;
+    let mut conn = redis.conn().await;
     eventually("the subscribers", || {
         let mut conn = conn.clone();
         async move {
@@ -81,7 +73,7 @@ async fn a_subscriber_that_lost_its_link_serves_nothing_stale() {
     a.api.put("/api/cache/look", &json!({"value": "v1"})).await;
     assert_eq!(value(&b, "look").await, "v1");
     // A change that no message announces (as one lost while the link was down would be).
-    let mut conn = redis_conn(&redis).await;
+    let mut conn = redis.conn().await;
     let _: () = redis::cmd("SET")
         .arg("cache:look")
         .arg("\"v2\"")
@@ -122,7 +114,7 @@ async fn an_invalidation_published_by_another_program_removes_the_keys() {
             .await;
         assert_eq!(value(&b, key).await, 1);
     }
-    let mut conn = redis_conn(&redis).await;
+    let mut conn = redis.conn().await;
     let envelope = json!({
         "message": {"keys": ["user:1", "user:2"]},
         "metadata": {"timestamp": "2026-11-26T00:00:00Z", "publishedBy": "fashion-wallet-api"}
@@ -172,7 +164,7 @@ async fn an_invalidation_published_by_another_program_removes_the_keys() {
 async fn a_notification_becomes_one_email_job() {
     let redis = RedisServer::start();
     let (a, _b) = two_processes(&redis).await;
-    let mut conn = redis_conn(&redis).await;
+    let mut conn = redis.conn().await;
     eventually("the notification subscribers", || {
         let mut conn = conn.clone();
         async move {
@@ -295,7 +287,7 @@ async fn an_invalidation_does_not_take_later_writes_with_it() {
     let (a, b) = two_processes(&redis).await;
     subscribed(&redis, 2).await;
     // Many keys, so that applying the pattern again in Redis would take B a while.
-    let mut conn = redis_conn(&redis).await;
+    let mut conn = redis.conn().await;
     let mut fill = redis::pipe();
     for i in 0..20_000 {
         fill.set(format!("cache:pat{i}"), "\"old\"").ignore();

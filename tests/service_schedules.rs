@@ -490,11 +490,7 @@ async fn one_bad_queue_or_record_does_not_stop_the_others() {
             201
         );
     }
-    let client = redis::Client::open(redis.url()).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("conn");
+    let mut conn = redis.conn().await;
     let _: () = redis::cmd("HSET")
         .arg("stagehand:{image-processing}:s:broken")
         .arg("spec")

@@ -376,3 +376,25 @@ pub fn serve_api(
     actix_web::rt::spawn(server);
     (Api::new(format!("http://{addr}")), handle)
 }
+
+/// An alert sink that keeps what it is given, for tests to look at.
+#[derive(Default)]
+pub struct Collect(pub parking_lot::Mutex<Vec<stagehand::actors::Alert>>);
+
+#[async_trait::async_trait]
+impl stagehand::actors::AlertSink for Collect {
+    fn name(&self) -> &str {
+        "collect"
+    }
+    async fn deliver(&self, alert: &stagehand::actors::Alert) -> Result<(), String> {
+        self.0.lock().push(alert.clone());
+        Ok(())
+    }
+}
+
+impl Collect {
+    /// The kinds of the alerts so far, in order.
+    pub fn kinds(&self) -> Vec<stagehand::actors::AlertKind> {
+        self.0.lock().iter().map(|a| a.kind).collect()
+    }
+}

@@ -90,6 +90,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A connection of the test's own, for commands the code under test does not send.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to the test's redis-server")
+    }
+
     /// Kills the server (SIGKILL); its AOF stays.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
