@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use stagehand_actors::{QueueSpec, Runtime, RuntimeBuilder, RuntimeHandle};
+use stagehand_core::pubsub::PubSub;
 
 use crate::alerts::WebhookSink;
 use crate::backend::Backend;
 use crate::config::{ConfigError, Settings};
 use crate::http::{self, ApiState};
-use crate::processors;
+use crate::processors::{self, CpuPool, Resources};
 use crate::storage::Storage;
 
 /// A runtime builder with every configured queue (its store on `backend`), its built-in
@@ -19,7 +20,7 @@ use crate::storage::Storage;
 /// own before `start()`.
 pub async fn runtime_builder(
     settings: &Settings,
-    storage: &Storage,
+    resources: &Resources,
     backend: &Backend,
 ) -> Result<RuntimeBuilder, ConfigError> {
     let base = settings.base_options()?;
@@ -49,10 +50,12 @@ pub async fn runtime_builder(
                 ))
             }
         }
-        match settings
-            .processor_of(name, queue)
-            .and_then(|p| processors::builtin(p, storage))
-        {
+        let processor = match settings.processor_of(name, queue) {
+            Some(p) => processors::builtin(p, resources)
+                .map_err(|e| ConfigError::invalid(format!("queues.{name}.processor"), e))?,
+            None => None,
+        };
+        match processor {
             Some(processor) => spec = spec.processor(processor),
             None => {
                 tracing::info!(queue = %name, "no processor for this queue yet: its jobs will wait")
@@ -63,17 +66,36 @@ pub async fn runtime_builder(
     Ok(builder)
 }
 
+/// What the built-in processors work with: the storages, a CPU pool, their settings and
+/// (for export notices) pub/sub.
+pub fn resources(settings: &Settings, pubsub: Option<PubSub>) -> anyhow::Result<Resources> {
+    let storage = Storage::local(&settings.storage.path).context("storage.path")?;
+    let mut buckets = std::collections::BTreeMap::new();
+    for (name, path) in &settings.storage.buckets {
+        let bucket =
+            Storage::local(path).with_context(|| format!("storage.buckets.{name}"))?;
+        buckets.insert(name.clone(), bucket);
+    }
+    Ok(Resources {
+        storage,
+        buckets,
+        cpu: CpuPool::new(settings.processors.cpu_threads),
+        settings: settings.processors.clone(),
+        pubsub,
+    })
+}
+
 /// Runs the service until SIGTERM or Ctrl-C. Call inside an actix `System`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let storage = Storage::local(&settings.storage.path).context("storage.path")?;
     let backend = Backend::from_settings(&settings).await?;
     backend.report_at_start();
-    let runtime = runtime_builder(&settings, &storage, &backend)
+    let pubsub = crate::pubsub::from_settings(&settings).await?;
+    let resources = resources(&settings, Some(pubsub.clone()))?;
+    let runtime = runtime_builder(&settings, &resources, &backend)
         .await?
         .start();
     let auth = settings.auth()?;
     let (cache, two_tier) = crate::cache::from_settings(&settings).await?;
-    let pubsub = crate::pubsub::from_settings(&settings).await?;
     if let Some(two_tier) = &two_tier {
         crate::pubsub::announce_changes(two_tier, &pubsub);
     }

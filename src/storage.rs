@@ -35,6 +35,16 @@ pub enum StorageError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// The stored object is larger than the caller accepts; nothing of it was read.
+    #[error("'{key}' holds {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The local directory could not be made.
     #[error("storage directory {path}: {source}")]
     Directory {
@@ -49,7 +59,7 @@ pub enum StorageError {
 /// room for the suffix a local write's staging file adds (`#N`).
 const MAX_SEGMENT: usize = 240;
 /// Top-level names the processors write under by default: a file there would block them.
-const RESERVED: [&str; 1] = ["exports"];
+const RESERVED: [&str; 4] = ["exports", "images", "mail", "models"];
 
 /// Where processors read inputs and write outputs.
 #[derive(Clone)]
@@ -145,7 +155,7 @@ impl Storage {
         if RESERVED.contains(&path.as_ref()) {
             return Err(StorageError::InvalidKey {
                 key: key.into(),
-                reason: "reserved: the default exports are written under it".into(),
+                reason: "reserved: the built-in processors write their default outputs under it".into(),
             });
         }
         self.check_local(key, &path)?;
@@ -158,20 +168,80 @@ impl Storage {
 
     /// Reads what is stored under `key`.
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.get_limited(key, u64::MAX).await
+    }
+
+    /// Reads what is stored under `key`, refusing before reading it when it holds more than
+    /// `max` bytes.
+    pub async fn get_limited(&self, key: &str, max: u64) -> Result<Bytes, StorageError> {
+        let (size, stream) = self.stream(key).await?;
+        if size > max {
+            return Err(StorageError::TooLarge {
+                key: key.into(),
+                size,
+                max,
+            });
+        }
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        futures::pin_mut!(stream);
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk?;
+            if (out.len() + chunk.len()) as u64 > max {
+                // It grew while read.
+                return Err(StorageError::TooLarge {
+                    key: key.into(),
+                    size: (out.len() + chunk.len()) as u64,
+                    max,
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The size of what is stored under `key` and its bytes as a stream of chunks, for reading
+    /// in bounded memory.
+    pub async fn stream(
+        &self,
+        key: &str,
+    ) -> Result<
+        (
+            u64,
+            impl futures::Stream<Item = Result<Bytes, StorageError>> + Send + 'static,
+        ),
+        StorageError,
+    > {
         let path = Self::path(key)?;
         self.check_local(key, &path)?;
-        let read = async {
-            self.store
-                .get_opts(&path, GetOptions::default())
-                .await?
-                .bytes()
-                .await
-        };
-        match read.await {
-            Ok(bytes) => Ok(bytes),
+        match self.store.get_opts(&path, GetOptions::default()).await {
+            Ok(result) => {
+                let size = result.meta.size;
+                let owned_key = key.to_string();
+                let stream = futures::StreamExt::map(result.into_stream(), move |chunk| {
+                    chunk.map_err(|source| backend("read", &owned_key, source))
+                });
+                Ok((size, stream))
+            }
             Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound(key.into())),
             Err(source) => Err(backend("read", key, source)),
         }
+    }
+
+    /// A writer to `key`, for output made in pieces: it uploads in parts as it fills, and
+    /// the object appears whole when the writer is shut down (`AsyncWriteExt::shutdown`).
+    pub fn writer(&self, key: &str) -> Result<object_store::buffered::BufWriter, StorageError> {
+        let path = Self::path(key)?;
+        if RESERVED.contains(&path.as_ref()) {
+            return Err(StorageError::InvalidKey {
+                key: key.into(),
+                reason: "reserved: the built-in processors write their default outputs under it".into(),
+            });
+        }
+        self.check_local(key, &path)?;
+        Ok(object_store::buffered::BufWriter::new(
+            Arc::clone(&self.store),
+            path,
+        ))
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod env;
 mod load;
+mod processors;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use stagehand_actors::{MailboxConfig, PoolSettings, SupervisionConfig};
 use stagehand_core::{Backoff, JobOptionsInput, Retention};
 
 pub use load::{ConfigError, load};
+pub use processors::{EmailSettings, EmailTemplate, ImageSettings, ModelSettings, ProcessorSettings};
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,8 @@ pub struct Settings {
     pub pubsub: PubSubSettings,
     /// Schedules upserted at start (`[[schedules]]`, each with an `id`).
     pub schedules: Vec<crate::schedules::ScheduleBody>,
+    /// The built-in processors.
+    pub processors: ProcessorSettings,
 }
 
 /// `[http]`
@@ -121,6 +125,8 @@ pub struct RedisSettings {
 pub struct StorageSettings {
     /// The local directory processors read from and write to.
     pub path: PathBuf,
+    /// More named storages (`[storage.buckets] name = "dir"`), for a job's `output_bucket`.
+    pub buckets: BTreeMap<String, PathBuf>,
 }
 
 /// `[queues.NAME]`
@@ -331,6 +337,7 @@ impl Default for Settings {
             cache: CacheSettings::default(),
             pubsub: PubSubSettings::default(),
             schedules: Vec::new(),
+            processors: ProcessorSettings::default(),
         }
     }
 }
@@ -365,6 +372,7 @@ impl Default for StorageSettings {
     fn default() -> Self {
         StorageSettings {
             path: PathBuf::from("./data"),
+            buckets: BTreeMap::new(),
         }
     }
 }
