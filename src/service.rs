@@ -72,8 +72,7 @@ pub fn resources(settings: &Settings, pubsub: Option<PubSub>) -> anyhow::Result<
     let storage = Storage::local(&settings.storage.path).context("storage.path")?;
     let mut buckets = std::collections::BTreeMap::new();
     for (name, path) in &settings.storage.buckets {
-        let bucket =
-            Storage::local(path).with_context(|| format!("storage.buckets.{name}"))?;
+        let bucket = Storage::local(path).with_context(|| format!("storage.buckets.{name}"))?;
         buckets.insert(name.clone(), bucket);
     }
     Ok(Resources {

@@ -155,7 +155,8 @@ impl Storage {
         if RESERVED.contains(&path.as_ref()) {
             return Err(StorageError::InvalidKey {
                 key: key.into(),
-                reason: "reserved: the built-in processors write their default outputs under it".into(),
+                reason: "reserved: the built-in processors write their default outputs under it"
+                    .into(),
             });
         }
         self.check_local(key, &path)?;
@@ -234,7 +235,8 @@ impl Storage {
         if RESERVED.contains(&path.as_ref()) {
             return Err(StorageError::InvalidKey {
                 key: key.into(),
-                reason: "reserved: the built-in processors write their default outputs under it".into(),
+                reason: "reserved: the built-in processors write their default outputs under it"
+                    .into(),
             });
         }
         self.check_local(key, &path)?;

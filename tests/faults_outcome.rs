@@ -16,6 +16,7 @@ async fn service_on(redis: &RedisServer, env: &[(&str, &str)]) -> Service {
     let mut all = vec![
         ("STAGEHAND_REDIS_URL", url.as_str()),
         ("STAGEHAND_REDIS_COMMAND_TIMEOUT_MS", "1000"),
+        common::EMAIL_WAITS_ENV,
     ];
     all.extend_from_slice(env);
     let service = Service::start_with("", &all).await;

@@ -20,7 +20,14 @@ fn loud_lines(log: &str) -> Vec<&str> {
 async fn ready_waits_for_the_pools_and_an_outage_is_told_once() {
     let mut redis = RedisServer::start();
     let url = redis.url();
-    let service = Service::start_with("", &[("STAGEHAND_REDIS_URL", url.as_str())]).await;
+    let service = Service::start_with(
+        "",
+        &[
+            ("STAGEHAND_REDIS_URL", url.as_str()),
+            common::EMAIL_WAITS_ENV,
+        ],
+    )
+    .await;
     let api = &service.api;
     eventually("/ready to answer 200", || async {
         (api.get("/ready").await.0 == 200).then_some(())

@@ -27,7 +27,11 @@ async fn queues_work(service: &Service, jobs: usize) {
 async fn queues_run_on_a_redis_cluster() {
     let cluster = RedisCluster::start();
     let nodes: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let toml = format!("[redis]\ncluster = [{}]\n", nodes.join(", "));
+    let toml = format!(
+        "[redis]\ncluster = [{}]\n{}",
+        nodes.join(", "),
+        common::EMAIL_WAITS
+    );
     let service = Service::start_with(&toml, &[]).await;
     queues_work(&service, 20).await;
 }
@@ -36,7 +40,14 @@ async fn queues_run_on_a_redis_cluster() {
 async fn the_environment_names_the_cluster_nodes() {
     let cluster = RedisCluster::start();
     let nodes = cluster.urls().join(",");
-    let service = Service::start_with("", &[("STAGEHAND_REDIS_CLUSTER", nodes.as_str())]).await;
+    let service = Service::start_with(
+        "",
+        &[
+            ("STAGEHAND_REDIS_CLUSTER", nodes.as_str()),
+            common::EMAIL_WAITS_ENV,
+        ],
+    )
+    .await;
     // Without the variable the service would keep its queues in memory; it names the nodes.
     let connected = format!("connected to Redis (maxmemory-policy noeviction) redis={nodes}");
     assert!(service.log().contains(&connected), "{}", service.log());

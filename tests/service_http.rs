@@ -212,7 +212,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 
 #[tokio::test]
 async fn a_job_id_added_twice_is_one_job() {
-    let service = Service::start("").await;
+    let service = Service::start(common::EMAIL_WAITS).await;
     let body =
         json!({"name": "welcome", "data": {"to": "a@b.c"}, "options": {"job_id": "welcome-42"}});
     let (first, a) = service.api.post("/api/queues/email/jobs", &body).await;
@@ -274,7 +274,7 @@ async fn retention_keeps_only_what_is_configured() {
 
 #[tokio::test]
 async fn admin_routes_list_retry_and_remove() {
-    let service = Service::start("").await;
+    let service = Service::start(common::EMAIL_WAITS).await;
     let api = &service.api;
     let bad = api
         .add(

@@ -169,7 +169,7 @@ async fn a_refused_request_head_is_answered_in_json() {
 
 #[tokio::test]
 async fn requests_before_a_refused_head_on_one_connection_are_answered() {
-    let service = Service::start("").await;
+    let service = Service::start(common::EMAIL_WAITS).await;
     let job = r#"{"name":"n","data":{}}"#;
     let chunked = format!(
         "POST /api/queues/email/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{job}\r\n0\r\n\r\n",

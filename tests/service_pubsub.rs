@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 /// can make them see a change within a test).
 async fn two_processes(redis: &RedisServer) -> (Service, Service) {
     let config = format!(
-        "[redis]\nurl = \"{}\"\n[cache]\nmemory_ttl_ms = 600000\n[pubsub]\nping_ms = 200\nping_timeout_ms = 500\n",
+        "[redis]\nurl = \"{}\"\n[cache]\nmemory_ttl_ms = 600000\n[pubsub]\nping_ms = 200\nping_timeout_ms = 500\n[queues.email]\nprocessor = \"none\"\n",
         redis.url()
     );
     (Service::start(&config).await, Service::start(&config).await)

@@ -470,7 +470,7 @@ async fn an_id_belongs_to_one_queue() {
 async fn one_bad_queue_or_record_does_not_stop_the_others() {
     let redis = RedisServer::start();
     let config = format!(
-        "[redis]\nurl = \"{}\"\n[queues.email]\nmax_jobs = 2\n",
+        "[redis]\nurl = \"{}\"\n[queues.email]\nmax_jobs = 2\nprocessor = \"none\"\n",
         redis.url()
     );
     let service = Service::start(&config).await;

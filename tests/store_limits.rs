@@ -78,7 +78,14 @@ async fn a_full_redis_queue_refuses_adds() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_queue_full_over_http() {
-    let service = Service::start_with("", &[("STAGEHAND_QUEUES_EMAIL_MAX_JOBS", "2")]).await;
+    let service = Service::start_with(
+        "",
+        &[
+            ("STAGEHAND_QUEUES_EMAIL_MAX_JOBS", "2"),
+            common::EMAIL_WAITS_ENV,
+        ],
+    )
+    .await;
     let api = &service.api;
     for _ in 0..2 {
         api.add("email", json!({"name": "n"})).await;

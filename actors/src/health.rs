@@ -26,13 +26,14 @@ struct Inner {
 }
 
 impl StoreHealth {
-    /// A call of `worker` (a loop of `queue`'s pool) failed.
-    pub fn failed(&self, queue: &str, worker: &str, err: &StoreError) {
+    /// A call of `worker` (a loop of `queue`'s pool) failed. Says whether this failure began
+    /// an outage (so that it is alerted once, whichever pool sees it first).
+    pub fn failed(&self, queue: &str, worker: &str, err: &StoreError) -> bool {
         let mut inner = self.inner.lock();
         inner
             .waiting
             .insert((queue.to_string(), worker.to_string()));
-        Self::tell(&mut inner, queue, err);
+        Self::tell(&mut inner, queue, err)
     }
 
     /// A store call of `part` (not a pool: the scheduler, say) failed.
@@ -62,8 +63,10 @@ impl StoreHealth {
         }
     }
 
-    fn tell(inner: &mut Inner, queue: &str, err: &StoreError) {
-        match inner.outage.failed() {
+    /// Logs a failure as the outage so far calls for; says whether it began the outage.
+    fn tell(inner: &mut Inner, queue: &str, err: &StoreError) -> bool {
+        let note = inner.outage.failed();
+        match note {
             Some(OutageNote::Started) => tracing::error!(
                 queue, error = %err,
                 "queue store unavailable: pools wait for it and /ready answers 503; retrying"
@@ -74,6 +77,7 @@ impl StoreHealth {
             ),
             None => tracing::debug!(queue, error = %err, "queue store call failed; retrying"),
         }
+        matches!(note, Some(OutageNote::Started))
     }
 
     /// A call of `worker` succeeded.

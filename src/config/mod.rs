@@ -16,7 +16,9 @@ use stagehand_actors::{MailboxConfig, PoolSettings, SupervisionConfig};
 use stagehand_core::{Backoff, JobOptionsInput, Retention};
 
 pub use load::{ConfigError, load};
-pub use processors::{EmailSettings, EmailTemplate, ImageSettings, ModelSettings, ProcessorSettings};
+pub use processors::{
+    EmailSettings, EmailTemplate, ImageSettings, ModelSettings, ProcessorSettings,
+};
 
 /// Everything the service can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,8 +137,9 @@ pub struct StorageSettings {
 pub struct QueueSettings {
     /// Jobs run at once.
     pub concurrency: usize,
-    /// The built-in processor that runs its jobs; empty = the one named like the queue, if any.
-    /// A queue with no processor accepts jobs and keeps them waiting.
+    /// The built-in processor that runs its jobs; empty = the one named like the queue, if any;
+    /// `none` = no processor. A queue with no processor accepts jobs and keeps them waiting
+    /// (for a worker elsewhere, or one added when embedding).
     pub processor: String,
     /// Job options for this queue, over `[defaults]`.
     pub defaults: JobOptionsInput,

@@ -10,6 +10,9 @@ use super::{QueueSettings, Settings};
 use crate::http::{Auth, Token};
 use crate::processors::BUILTIN;
 
+/// The processor name that runs nothing: the queue's jobs wait for a worker elsewhere.
+pub const NO_PROCESSOR: &str = "none";
+
 /// The shortest token accepted.
 const MIN_TOKEN_LEN: usize = 16;
 
@@ -57,7 +60,9 @@ impl Settings {
 
     /// The processor a queue runs, if any.
     pub fn processor_of<'a>(&self, name: &'a str, queue: &'a QueueSettings) -> Option<&'a str> {
-        if !queue.processor.is_empty() {
+        if queue.processor == NO_PROCESSOR {
+            None
+        } else if !queue.processor.is_empty() {
             Some(queue.processor.as_str())
         } else {
             BUILTIN.contains(&name).then_some(name)
@@ -281,11 +286,12 @@ impl Settings {
                 ));
             }
             resolve(&format!("{key}.defaults"), &queue.defaults, &base)?;
-            if !queue.processor.is_empty() && !BUILTIN.contains(&queue.processor.as_str()) {
+            let named = queue.processor.as_str();
+            if !named.is_empty() && named != NO_PROCESSOR && !BUILTIN.contains(&named) {
                 return Err(ConfigError::invalid(
                     format!("{key}.processor"),
                     format!(
-                        "unknown processor '{}'; built in: {}",
+                        "unknown processor '{}'; built in: {} (or \"none\": jobs wait for a worker elsewhere)",
                         queue.processor,
                         BUILTIN.join(", ")
                     ),

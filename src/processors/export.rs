@@ -89,7 +89,8 @@ pub struct ExportJob {
     /// Gzip the output.
     #[serde(default)]
     pub gzip: bool,
-    /// CSV columns in order; default every key, in order of first appearance.
+    /// CSV columns in order; default every key, in order of first appearance (a record's own
+    /// keys alphabetically).
     #[serde(default)]
     pub columns: Option<Vec<String>>,
     /// Neutralize CSV cells a spreadsheet would run as formulas (OWASP: a leading `'`).
@@ -323,7 +324,9 @@ fn each_in_array(
         progress: &progress,
     };
     let mut de = serde_json::Deserializer::from_reader(counted);
-    let parsed = (&mut de).deserialize_seq(&mut visitor).and_then(|()| de.end());
+    let parsed = (&mut de)
+        .deserialize_seq(&mut visitor)
+        .and_then(|()| de.end());
     if let Some(failed) = visitor.failed.take() {
         return Err(failed);
     }
@@ -526,7 +529,12 @@ impl Sink {
 impl ExportProcessor {
     /// The storage input as a stream of chunks feeding a [`ChunkReader`].
     async fn open(&self, key: &str) -> Result<(u64, ChunkReader), ProcessError> {
-        let (size, stream) = self.resources.storage.stream(key).await.map_err(storage_error)?;
+        let (size, stream) = self
+            .resources
+            .storage
+            .stream(key)
+            .await
+            .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel(QUEUED);
         tokio::spawn(async move {
             futures::pin_mut!(stream);
@@ -637,7 +645,9 @@ impl ExportProcessor {
             (Some(Ok(count)), None) => count,
             (_, Some(e)) => {
                 let _ = upload.abort().await;
-                return Err(ProcessError::retry(format!("storage write '{output_key}': {e}")));
+                return Err(ProcessError::retry(format!(
+                    "storage write '{output_key}': {e}"
+                )));
             }
             (Some(Err(err)), None) => {
                 let _ = upload.abort().await;
@@ -673,7 +683,9 @@ impl ExportProcessor {
             .publish(channels::NOTIFICATIONS, &message)
             .await
             .map(|_| ())
-            .map_err(|e| ProcessError::retry(format!("export ready, but the notification failed: {e}")))
+            .map_err(|e| {
+                ProcessError::retry(format!("export ready, but the notification failed: {e}"))
+            })
     }
 }
 

@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Settings for a service whose `email` queue has no processor: its jobs wait (tests that
+/// look at waiting jobs use it).
+pub const EMAIL_WAITS: &str = "[queues.email]\nprocessor = \"none\"\n";
+/// The same as an environment variable.
+pub const EMAIL_WAITS_ENV: (&str, &str) = ("STAGEHAND_QUEUES_EMAIL_PROCESSOR", "none");
+
 /// How long any condition may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 /// For conditions that take a lot of work (thousands of jobs in a debug build).
@@ -76,10 +82,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: String) -> Self {
-        Api {
-            base,
-            client: reqwest::Client::new(),
-        }
+        // Idle connections are dropped well before the server's 5 s keep-alive ends them, so a
+        // request never races the server closing the connection it was sent on.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .expect("HTTP client");
+        Api { base, client }
     }
 
     /// GET, returning status and JSON body.
@@ -265,6 +274,11 @@ impl Service {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The service's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// The service's log so far.

@@ -422,12 +422,13 @@ impl Engine {
         }
     }
 
-    /// A store call failed: alert once per outage and tell the runtime's [`StoreHealth`].
+    /// A store call failed: tell the runtime's [`StoreHealth`], and alert when that began an
+    /// outage (once per outage for all pools: they share one store).
     ///
     /// [`StoreHealth`]: crate::health::StoreHealth
     fn store_failed(&mut self, err: &StoreError, during: &str) {
-        if !self.store_down {
-            self.store_down = true;
+        self.store_down = true;
+        if self.health.failed(&self.queue, &self.worker, err) {
             let alert = Alert::new(
                 AlertKind::StoreUnavailable,
                 Severity::Critical,
@@ -438,7 +439,6 @@ impl Engine {
             );
             raise(&self.alerts, alert);
         }
-        self.health.failed(&self.queue, &self.worker, err);
     }
 
     /// A store call failed: say so (once), then wait a growing delay.

@@ -139,7 +139,9 @@ fn bad(message: impl Into<String>) -> ProcessError {
 
 fn mailbox(field: &str, text: &str) -> Result<Mailbox, ProcessError> {
     if text.contains(['\r', '\n']) {
-        return Err(bad(format!("{field}: an address may not hold a line break")));
+        return Err(bad(format!(
+            "{field}: an address may not hold a line break"
+        )));
     }
     text.parse::<Mailbox>()
         .map_err(|e| bad(format!("{field}: '{text}' is not an email address: {e}")))

@@ -90,10 +90,7 @@ pub fn smtp_config(settings: &EmailSettings) -> Result<Option<SmtpConfig>, Strin
             .flatten()
             .filter(|v| !v.is_empty())
     };
-    let credentials = match (
-        var(&settings.username_env),
-        var(&settings.password_env),
-    ) {
+    let credentials = match (var(&settings.username_env), var(&settings.password_env)) {
         (Some(user), Some(password)) => Some(Credentials::new(user, password)),
         (None, None) => None,
         _ => {
@@ -176,13 +173,10 @@ impl EmailProcessor {
                     other => storage_error(other),
                 })?;
             budget -= bytes.len() as u64;
-            let filename = spec.filename.clone().unwrap_or_else(|| {
-                spec.key
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(&spec.key)
-                    .to_string()
-            });
+            let filename = spec
+                .filename
+                .clone()
+                .unwrap_or_else(|| spec.key.rsplit('/').next().unwrap_or(&spec.key).to_string());
             if filename.is_empty() || filename.contains(['\r', '\n', '/', '\\']) {
                 return Err(ProcessError::unrecoverable(format!(
                     "attachments: file name '{filename}' is empty or holds a line break or slash"
@@ -287,17 +281,28 @@ mod tests {
         let c = smtp_config(&settings("smtps://mail.example", "starttls"))
             .expect("ok")
             .expect("some");
-        assert_eq!((c.host.as_str(), c.port, c.security), ("mail.example", 465, Security::Wrapper));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security),
+            ("mail.example", 465, Security::Wrapper)
+        );
         let c = smtp_config(&settings("smtp://127.0.0.1:2525", "none"))
             .expect("ok")
             .expect("some");
-        assert_eq!((c.host.as_str(), c.port, c.security), ("127.0.0.1", 2525, Security::None));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security),
+            ("127.0.0.1", 2525, Security::None)
+        );
         let c = smtp_config(&settings("smtp://[::1]:25", "opportunistic"))
             .expect("ok")
             .expect("some");
         assert_eq!(c.host, "::1");
         assert!(smtp_config(&settings("", "none")).expect("ok").is_none());
-        for bad in ["mail.example", "http://x", "smtp://u:p@host", "smtp://host:99999"] {
+        for bad in [
+            "mail.example",
+            "http://x",
+            "smtp://u:p@host",
+            "smtp://host:99999",
+        ] {
             assert!(smtp_config(&settings(bad, "none")).is_err(), "{bad}");
         }
         assert!(smtp_config(&settings("smtp://h", "maybe")).is_err());

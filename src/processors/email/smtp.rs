@@ -113,9 +113,12 @@ fn describe(err: &lettre::transport::smtp::Error) -> String {
     err.to_string()
 }
 
-/// A failed command as the job's verdict: 4xx and lost links retry, 5xx does not.
+/// A failed command as the job's verdict: 4xx and lost links retry, 5xx does not. A 421 is
+/// the server closing the session (idle too long, shutting down): a lost link.
 fn verdict(step: &str, err: lettre::transport::smtp::Error) -> Failure {
-    if err.is_permanent() {
+    if err.status().is_some_and(|code| code.to_string() == "421") {
+        Failure::Link(format!("SMTP {step}: {}", describe(&err)))
+    } else if err.is_permanent() {
         Failure::Job(ProcessError::unrecoverable(format!(
             "SMTP {step} refused: {}",
             describe(&err)

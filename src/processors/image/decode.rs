@@ -73,7 +73,10 @@ fn limits(bounds: &Bounds) -> Limits {
     limits
 }
 
-fn reader<'a>(bytes: &'a [u8], bounds: &Bounds) -> Result<ImageReader<Cursor<&'a [u8]>>, ProcessError> {
+fn reader<'a>(
+    bytes: &'a [u8],
+    bounds: &Bounds,
+) -> Result<ImageReader<Cursor<&'a [u8]>>, ProcessError> {
     let format = image::guess_format(bytes).map_err(|_| {
         bad("the input is not an image this processor reads (JPEG, PNG, WebP or GIF, judged by its first bytes)")
     })?;
@@ -96,13 +99,27 @@ fn decode_error(format: ImageFormat, err: image::ImageError) -> ProcessError {
     }
 }
 
+/// Whether a JPEG's data ends with its end-of-image marker. The decoder fills a file cut
+/// short with grey and calls it done; a truncated upload must fail instead. Inside the
+/// entropy-coded data every 0xFF is followed by 0x00 or a restart marker, so an `FF D9`
+/// after the first scan begins is the real end.
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let Some(scan) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 /// Reads the header and checks the size against `bounds`.
 pub fn header(bytes: &[u8], bounds: &Bounds) -> Result<Header, ProcessError> {
     let reader = reader(bytes, bounds)?;
     let format = reader.format().unwrap_or(ImageFormat::Png);
-    let mut decoder = reader
-        .into_decoder()
-        .map_err(|e| decode_error(format, e))?;
+    if format == ImageFormat::Jpeg && !jpeg_is_whole(bytes) {
+        return Err(bad(
+            "not a valid Jpeg image: it ends before its end-of-image marker (truncated?)",
+        ));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(format, e))?;
     let size = decoder.dimensions();
     bounds.check("input", size.0, size.1)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);

@@ -41,9 +41,7 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
                 PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
             let (bytes, color) = match image {
                 DynamicImage::ImageLuma8(i) => (i.as_raw().clone(), image::ExtendedColorType::L8),
-                DynamicImage::ImageLumaA8(i) => {
-                    (i.as_raw().clone(), image::ExtendedColorType::La8)
-                }
+                DynamicImage::ImageLumaA8(i) => (i.as_raw().clone(), image::ExtendedColorType::La8),
                 DynamicImage::ImageRgb8(i) => (i.as_raw().clone(), image::ExtendedColorType::Rgb8),
                 other if other.color().has_alpha() => {
                     (other.to_rgba8().into_raw(), image::ExtendedColorType::Rgba8)
@@ -66,7 +64,10 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
                 webp::Encoder::from_rgb(&bytes, w, h)
             };
             if w > 16_383 || h > 16_383 {
-                return Err(failed(output.format, "WebP holds at most 16383x16383 pixels"));
+                return Err(failed(
+                    output.format,
+                    "WebP holds at most 16383x16383 pixels",
+                ));
             }
             let memory = if output.lossless {
                 encoder.encode_lossless()

@@ -122,7 +122,10 @@ fn first_shrink(ops: &[Op], upright: (u32, u32)) -> f64 {
         _ => return 1.0,
     };
     // A pixel to spare on each side, so rounding never leaves the decode short of the plan.
-    let (sw, sh) = (f64::from(plan.scaled.0) + 1.0, f64::from(plan.scaled.1) + 1.0);
+    let (sw, sh) = (
+        f64::from(plan.scaled.0) + 1.0,
+        f64::from(plan.scaled.1) + 1.0,
+    );
     (sw / f64::from(upright.0))
         .max(sh / f64::from(upright.1))
         .min(1.0)
@@ -184,9 +187,10 @@ impl Processor for ImageProcessor {
             run(&input, &work_job, &bounds, progress)
         })
         .await?;
-        let output_key = job.output_key.clone().unwrap_or_else(|| {
-            format!("images/{}.{}", file_name(ctx.id()), made.format.name())
-        });
+        let output_key = job
+            .output_key
+            .clone()
+            .unwrap_or_else(|| format!("images/{}.{}", file_name(ctx.id()), made.format.name()));
         let size = made.bytes.len();
         target
             .put(&output_key, Bytes::from(made.bytes))

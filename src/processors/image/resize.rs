@@ -132,13 +132,7 @@ pub fn resize(
     background: Option<[u8; 4]>,
     bounds: &Bounds,
 ) -> Result<DynamicImage, ProcessError> {
-    let plan = plan(
-        (image.width(), image.height()),
-        width,
-        height,
-        fit,
-        upscale,
-    );
+    let plan = plan((image.width(), image.height()), width, height, fit, upscale);
     bounds.check("resize", plan.scaled.0, plan.scaled.1)?;
     bounds.check("resize", plan.out.0, plan.out.1)?;
     let scaled = scale(image, plan.scaled)?;
@@ -180,8 +174,20 @@ mod tests {
         let p = |w, h, fit| plan(src, w, h, fit, false);
         assert_eq!(p(Some(800), None, Fit::Cover).out, (800, 600));
         assert_eq!(p(None, Some(300), Fit::Cover).out, (400, 300));
-        assert_eq!(p(Some(800), Some(800), Fit::Cover), Plan { scaled: (1067, 800), out: (800, 800) });
-        assert_eq!(p(Some(800), Some(800), Fit::Contain), Plan { scaled: (800, 600), out: (800, 800) });
+        assert_eq!(
+            p(Some(800), Some(800), Fit::Cover),
+            Plan {
+                scaled: (1067, 800),
+                out: (800, 800)
+            }
+        );
+        assert_eq!(
+            p(Some(800), Some(800), Fit::Contain),
+            Plan {
+                scaled: (800, 600),
+                out: (800, 800)
+            }
+        );
         assert_eq!(p(Some(800), Some(800), Fit::Fill).out, (800, 800));
         assert_eq!(p(Some(800), Some(800), Fit::Inside).out, (800, 600));
         assert_eq!(p(Some(800), Some(800), Fit::Outside).out, (1067, 800));
@@ -190,19 +196,37 @@ mod tests {
     #[test]
     fn nothing_grows_unless_asked() {
         let src = (400, 300);
-        assert_eq!(plan(src, Some(800), None, Fit::Cover, false).out, (400, 300));
+        assert_eq!(
+            plan(src, Some(800), None, Fit::Cover, false).out,
+            (400, 300)
+        );
         assert_eq!(plan(src, Some(800), None, Fit::Cover, true).out, (800, 600));
-        assert_eq!(plan(src, Some(800), Some(800), Fit::Fill, false).out, (400, 300));
+        assert_eq!(
+            plan(src, Some(800), Some(800), Fit::Fill, false).out,
+            (400, 300)
+        );
         assert_eq!(
             plan(src, Some(800), Some(800), Fit::Contain, false),
-            Plan { scaled: (400, 300), out: (800, 800) }
+            Plan {
+                scaled: (400, 300),
+                out: (800, 800)
+            }
         );
-        assert_eq!(plan(src, Some(800), Some(100), Fit::Cover, false).out, (400, 100));
+        assert_eq!(
+            plan(src, Some(800), Some(100), Fit::Cover, false).out,
+            (400, 100)
+        );
     }
 
     #[test]
     fn a_one_pixel_side_stays_one_pixel() {
-        assert_eq!(plan((10_000, 1), Some(10), None, Fit::Inside, false).out, (10, 1));
-        assert_eq!(plan((1, 10_000), Some(1), Some(5), Fit::Cover, false).out, (1, 5));
+        assert_eq!(
+            plan((10_000, 1), Some(10), None, Fit::Inside, false).out,
+            (10, 1)
+        );
+        assert_eq!(
+            plan((1, 10_000), Some(1), Some(5), Fit::Cover, false).out,
+            (1, 5)
+        );
     }
 }
