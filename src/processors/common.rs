@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use stagehand_core::ProcessError;
 use stagehand_core::pubsub::PubSub;
@@ -31,18 +32,30 @@ impl CpuPool {
         }
     }
 
-    /// Runs `work` on a blocking thread once a slot is free.
+    /// Runs `work` on a blocking thread once a slot is free. If the caller stops waiting (the
+    /// attempt timed out, or the process is stopping), [`Work::check`] tells the work so, and
+    /// a long step should give up its slot.
     pub async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> Result<T, ProcessError> + Send + 'static,
+        work: impl FnOnce(&Work) -> Result<T, ProcessError> + Send + 'static,
+    ) -> Result<T, ProcessError> {
+        self.run_with(None, work).await
+    }
+
+    async fn run_with<T: Send + 'static>(
+        &self,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<u64>>,
+        work: impl FnOnce(&Work) -> Result<T, ProcessError> + Send + 'static,
     ) -> Result<T, ProcessError> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
             .map_err(|_| ProcessError::retry("the CPU pool is closed"))?;
+        let ended = Arc::new(AtomicBool::new(false));
+        let _tell_when_dropped = EndOnDrop(Arc::clone(&ended));
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work()
+            work(&Work { progress, ended })
         })
         .await
         .map_err(|e| match e.try_into_panic() {
@@ -55,25 +68,58 @@ impl CpuPool {
     }
 }
 
-/// Runs `work` on `cpu`, passing on the progress it reports (through the function it is
-/// given) to the job while it runs.
+/// Runs `work` on `cpu`, passing on the progress it reports ([`Work::report`]) to the job
+/// while it runs.
 pub async fn run_reporting<T: Send + 'static>(
     ctx: &stagehand_core::JobContext,
     cpu: &CpuPool,
-    work: impl FnOnce(&dyn Fn(u64)) -> Result<T, ProcessError> + Send + 'static,
+    work: impl FnOnce(&Work) -> Result<T, ProcessError> + Send + 'static,
 ) -> Result<T, ProcessError> {
     let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let running = cpu.run(move || {
-        work(&|p| {
-            let _ = tx.send(p);
-        })
-    });
+    let running = cpu.run_with(Some(tx), work);
     tokio::pin!(running);
     loop {
         tokio::select! {
             Some(p) = reports.recv() => ctx.progress(p).await,
             done = &mut running => return done,
         }
+    }
+}
+
+/// What CPU work is handed: a way to report progress, and to learn that nobody waits for it.
+#[derive(Debug)]
+pub struct Work {
+    progress: Option<tokio::sync::mpsc::UnboundedSender<u64>>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Work {
+    /// Reports progress to the job (when the caller passes it on).
+    pub fn report(&self, progress: u64) {
+        if let Some(tx) = &self.progress {
+            let _ = tx.send(progress);
+        }
+    }
+
+    /// An error once the attempt that asked for this work has ended (it timed out, or the
+    /// process is stopping): call it between steps, so abandoned work frees its slot.
+    pub fn check(&self) -> Result<(), ProcessError> {
+        if self.ended.load(Ordering::Relaxed) {
+            Err(ProcessError::retry(
+                "stopped: the attempt ended (timed out or shutting down) while this ran",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Sets its flag when dropped: the future awaiting CPU work was dropped (or finished).
+struct EndOnDrop(Arc<AtomicBool>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -190,11 +236,30 @@ mod tests {
     async fn a_panic_in_cpu_work_fails_the_attempt_for_good() {
         let pool = CpuPool::new(1);
         let err = pool
-            .run(|| -> Result<(), ProcessError> { panic!("bad pixel") })
+            .run(|_| -> Result<(), ProcessError> { panic!("bad pixel") })
             .await
             .expect_err("panicked");
         assert!(err.is_unrecoverable());
         assert!(err.message().contains("bad pixel"), "{err}");
-        assert_eq!(pool.run(|| Ok(7)).await, Ok(7), "the slot came back");
+        assert_eq!(pool.run(|_| Ok(7)).await, Ok(7), "the slot came back");
+    }
+
+    #[tokio::test]
+    async fn work_nobody_waits_for_learns_it_and_frees_its_slot() {
+        let pool = CpuPool::new(1);
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let abandoned = pool.run(move |work| {
+            let _ = started_tx.send(());
+            // A long computation in steps, checking between them.
+            loop {
+                work.check()?;
+                std::thread::yield_now();
+            }
+        });
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), abandoned).await;
+        assert!(waited.is_err(), "it never ends by itself");
+        started.recv().expect("it ran");
+        // The slot comes back: the next work runs.
+        assert_eq!(pool.run(|_| Ok(1)).await, Ok(1));
     }
 }

@@ -579,7 +579,7 @@ impl ExportProcessor {
         let (source, _, _) = self.source(job).await?;
         self.resources
             .cpu
-            .run(move || collect_columns(source))
+            .run(move |_| collect_columns(source))
             .await
     }
 
@@ -613,7 +613,7 @@ impl ExportProcessor {
         let encoding = self
             .resources
             .cpu
-            .run(move || encode(source, encoding, writer, progress_tx));
+            .run(move |_| encode(source, encoding, writer, progress_tx));
         tokio::pin!(encoding);
         let mut written = 0u64;
         let mut encoded = None;

@@ -136,7 +136,7 @@ impl EmailProcessor {
                     (name.clone(), job.subject.clone(), job.context.clone());
                 self.resources
                     .cpu
-                    .run(move || {
+                    .run(move |_| {
                         template::render(&name, &template, subject.as_deref(), context.as_ref())
                     })
                     .await
@@ -216,7 +216,7 @@ impl Processor for EmailProcessor {
         let (job, formatted) = self
             .resources
             .cpu
-            .run(move || {
+            .run(move |_| {
                 let message = compose::build(Draft {
                     job: &job,
                     from,

@@ -19,6 +19,9 @@ use serde::Serialize;
 use stagehand_core::ProcessError;
 use tokio::sync::Semaphore;
 
+/// A pooled session idle for less than this is reused without a NOOP first.
+const FRESH: Duration = Duration::from_secs(1);
+
 /// How the connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -166,23 +169,41 @@ impl SmtpClient {
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
-        let wrapper = match self.config.security {
-            Security::Wrapper => Some(self.tls()?),
-            _ => None,
-        };
         let server = (self.config.host.as_str(), self.config.port);
-        let mut conn = self
-            .step(
+        let mut conn = if self.config.security == Security::Wrapper {
+            let tls = self.tls()?;
+            self.step(
                 "connect",
                 AsyncSmtpConnection::connect_tokio1(
                     server,
                     Some(self.config.timeout),
                     &self.hello,
-                    wrapper,
+                    Some(tls),
                     None,
                 ),
             )
-            .await?;
+            .await?
+        } else {
+            // Our own socket, with Nagle's algorithm off: lettre writes a message's end
+            // (`.`) apart from its body, and with Nagle on that waits for the server's
+            // delayed ACK, some 40 ms per message.
+            let tcp = match tokio::time::timeout(
+                self.config.timeout,
+                tokio::net::TcpStream::connect(server),
+            )
+            .await
+            {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(e)) => return Err(Failure::Link(format!("SMTP connect: {e}"))),
+                Err(_) => return Err(Failure::Link("SMTP connect: timed out".into())),
+            };
+            let _ = tcp.set_nodelay(true);
+            self.step(
+                "greeting",
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+            )
+            .await?
+        };
         let starttls = match self.config.security {
             Security::StartTls => true,
             Security::Opportunistic => conn.can_starttls(),
@@ -215,10 +236,14 @@ impl SmtpClient {
                 tokio::spawn(async move { conn.abort().await });
                 continue;
             }
-            if matches!(
-                tokio::time::timeout(self.config.timeout, conn.test_connected()).await,
-                Ok(true)
-            ) {
+            // A session used within the last second is taken as it is (if it died meanwhile,
+            // `send` tries a new one); an older one must answer a NOOP first.
+            if since.elapsed() < FRESH
+                || matches!(
+                    tokio::time::timeout(self.config.timeout, conn.test_connected()).await,
+                    Ok(true)
+                )
+            {
                 return Ok((conn, true));
             }
         }

@@ -38,7 +38,7 @@ use stagehand_core::{JobContext, ProcessError, Processor};
 
 pub use ops::{Fit, Format, Op};
 
-use super::common::{Resources, file_name, run_reporting, step_progress, storage_error};
+use super::common::{Resources, Work, file_name, run_reporting, step_progress, storage_error};
 use ops::Bounds;
 
 /// An `image-processing` job's data.
@@ -75,13 +75,19 @@ pub struct ImageProcessor {
     resources: Resources,
 }
 
-/// What the CPU work made.
-struct Made {
-    bytes: Vec<u8>,
-    width: u32,
-    height: u32,
-    format: Format,
-    input: (u32, u32, &'static str),
+/// An image a job made, before it is written.
+#[derive(Debug, Clone)]
+pub struct Made {
+    /// The encoded bytes.
+    pub bytes: Vec<u8>,
+    /// Its width.
+    pub width: u32,
+    /// Its height.
+    pub height: u32,
+    /// Its encoding.
+    pub format: Format,
+    /// The input's width, height and format.
+    pub input: (u32, u32, &'static str),
 }
 
 impl ImageProcessor {
@@ -131,12 +137,30 @@ fn first_shrink(ops: &[Op], upright: (u32, u32)) -> f64 {
         .min(1.0)
 }
 
+/// Does what an image job does between reading its input and writing its output, on bytes in
+/// memory and on the calling thread (CPU work: call it from a blocking thread). For embedding,
+/// and for the benchmark beside sharp.
+pub fn render(
+    input: &[u8],
+    job: &ImageJob,
+    limits: &crate::config::ImageSettings,
+) -> Result<Made, ProcessError> {
+    ops::validate(&job.operations, None)?;
+    let bounds = Bounds {
+        max_width: limits.max_width,
+        max_height: limits.max_height,
+        max_pixels: limits.max_pixels,
+    };
+    run(input, job, &bounds, None)
+}
+
 fn run(
     input: &[u8],
     job: &ImageJob,
     bounds: &Bounds,
-    progress: &dyn Fn(u64),
+    work: Option<&Work>,
 ) -> Result<Made, ProcessError> {
+    let check = || work.map_or(Ok(()), Work::check);
     let header = decode::header(input, bounds)?;
     let output = ops::validate(&job.operations, header.output())?;
     let upright = if job.auto_orient {
@@ -145,14 +169,18 @@ fn run(
         header.size
     };
     let shrink = first_shrink(&job.operations, upright);
+    check()?;
     let mut image = decode::decode(input, &header, bounds, shrink, job.auto_orient)?;
     let total = job.operations.len() + 1;
     for (i, op) in job.operations.iter().enumerate() {
+        check()?;
         image = ops::apply(image, op, bounds)?;
-        progress(step_progress(i + 1, total));
+        if let Some(work) = work {
+            work.report(step_progress(i + 1, total));
+        }
     }
+    check()?;
     let bytes = encode::encode(&image, &output)?;
-    progress(90);
     Ok(Made {
         bytes,
         width: image.width(),
@@ -183,8 +211,8 @@ impl Processor for ImageProcessor {
         ctx.progress(10).await;
         let bounds = self.bounds();
         let work_job = job.clone();
-        let made = run_reporting(&ctx, &self.resources.cpu, move |progress| {
-            run(&input, &work_job, &bounds, progress)
+        let made = run_reporting(&ctx, &self.resources.cpu, move |work| {
+            run(&input, &work_job, &bounds, Some(work))
         })
         .await?;
         let output_key = job

@@ -68,7 +68,7 @@ pub use ops::Op;
 pub use optimize::Optimized;
 pub use stats::{Bounds, Stats};
 
-use super::common::{Resources, file_name, run_reporting, step_progress, storage_error};
+use super::common::{Resources, Work, file_name, run_reporting, step_progress, storage_error};
 use crate::config::ModelSettings;
 
 /// A `model-processing` job's data.
@@ -136,7 +136,7 @@ fn run(
     ops: &[Op],
     output_key: &str,
     stem: &str,
-    progress: &dyn Fn(u64),
+    work: &Work,
 ) -> Result<Made, ProcessError> {
     let mut problems = parsed.problems.clone();
     let mut model = parsed.assemble(files);
@@ -157,6 +157,7 @@ fn run(
     };
     let total = ops.len() + 1;
     for (i, op) in ops.iter().enumerate() {
+        work.check()?;
         match op {
             Op::Validate => {
                 made.report.insert(
@@ -177,6 +178,7 @@ fn run(
             Op::Lod { ratios, error } => {
                 let mut levels = Vec::new();
                 for (n, ratio) in ratios.iter().enumerate() {
+                    work.check()?;
                     let (replaced, mut level) =
                         lod::simplify(&model, *ratio, *error).map_err(unrecoverable)?;
                     level.key = format!("{stem}.lod{}.glb", n + 1);
@@ -187,13 +189,12 @@ fn run(
                 made.report.insert("lods".into(), json!(levels));
             }
         }
-        progress(step_progress(i + 1, total));
+        work.report(step_progress(i + 1, total));
     }
     if made.model_written {
         let glb = pack::write(&model, &BTreeMap::new()).map_err(unrecoverable)?;
         made.files.insert(0, (output_key.to_string(), glb));
     }
-    progress(90);
     Ok(made)
 }
 
@@ -244,8 +245,8 @@ impl Processor for ModelProcessor {
 
         let work_ops = job.operations.clone();
         let (work_key, work_stem) = (output_key.clone(), stem.clone());
-        let made = run_reporting(&ctx, &self.resources.cpu, move |progress| {
-            run(parsed, &files, &work_ops, &work_key, &work_stem, progress)
+        let made = run_reporting(&ctx, &self.resources.cpu, move |work| {
+            run(parsed, &files, &work_ops, &work_key, &work_stem, work)
         })
         .await?;
 
