@@ -248,7 +248,7 @@ mod tests {
     async fn work_nobody_waits_for_learns_it_and_frees_its_slot() {
         let pool = CpuPool::new(1);
         let (started_tx, started) = std::sync::mpsc::channel();
-        let abandoned = pool.run(move |work| {
+        let abandoned = pool.run(move |work| -> Result<(), ProcessError> {
             let _ = started_tx.send(());
             // A long computation in steps, checking between them.
             loop {
