@@ -112,6 +112,11 @@ impl Storage {
         if key.is_empty() {
             return Err(invalid("empty"));
         }
+        if key.starts_with('/') {
+            return Err(invalid(
+                "it starts with '/': keys are relative to the storage root",
+            ));
+        }
         if key.split('/').any(|segment| segment.len() > MAX_SEGMENT) {
             return Err(invalid(&format!(
                 "a segment is longer than {MAX_SEGMENT} bytes"
@@ -131,13 +136,20 @@ impl Storage {
             reason: reason.into(),
         };
         let mut at = root.to_path_buf();
-        for part in path.parts() {
+        let parts: Vec<_> = path.parts().collect();
+        for (i, part) in parts.iter().enumerate() {
             at.push(part.as_ref());
             match std::fs::symlink_metadata(&at) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(invalid(
                         "it passes through a link, which may lead outside the storage root",
                     ));
+                }
+                Ok(meta) if i + 1 < parts.len() && !meta.is_dir() => {
+                    return Err(invalid(&format!(
+                        "'{}' in it is a file, not a folder",
+                        part.as_ref()
+                    )));
                 }
                 Ok(_) => {}
                 Err(_) => break, // nothing further exists yet
@@ -311,6 +323,14 @@ mod tests {
             .await
             .expect("put");
         refused(storage.put("dir", Bytes::from_static(b"x")).await);
+        let reason = refused(
+            storage
+                .put("dir/file/under", Bytes::from_static(b"x"))
+                .await,
+        );
+        assert!(reason.contains("is a file"), "{reason}");
+        let reason = refused(storage.put("/abs.csv", Bytes::from_static(b"x")).await);
+        assert!(reason.contains("relative"), "{reason}");
         let long = "a".repeat(MAX_SEGMENT + 1);
         refused(
             storage

@@ -161,6 +161,44 @@ async fn bad_input_fails_at_once_with_its_line_and_leaves_no_partial_file() {
     assert_eq!(job["state"], "completed", "{job}");
     let csv = std::fs::read_to_string(service.data_file("out/arr.csv")).expect("csv");
     assert_eq!(csv, "a,b\n1,\n2,'=x\n");
+    // One record may hold at most 16 MiB (memory holds one at a time); a byte order mark is
+    // not a record.
+    let big = "x".repeat(17 << 20);
+    std::fs::write(
+        service.data_file("in/huge-line.jsonl"),
+        format!("{{\"a\": 1}}\n\"{big}\"\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        service.data_file("in/huge-element.json"),
+        format!("[{{\"a\": 1}}, \"{big}\"]"),
+    )
+    .expect("write");
+    std::fs::write(service.data_file("in/bom.jsonl"), "\u{FEFF}{\"a\": 1}\n").expect("write");
+    for (input, says) in [
+        ("in/huge-line.jsonl", "input line 2 is longer than"),
+        ("in/huge-element.json", "input record 2 is larger than"),
+    ] {
+        let id = service
+            .api
+            .add(
+                "export",
+                json!({"name": "big", "data": {"format": "jsonl", "input_key": input}}),
+            )
+            .await;
+        let job = wait_done(&service, &id).await;
+        let reason = job["failed_reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(says), "{input}: {job}");
+    }
+    let id = service
+        .api
+        .add("export", json!({"name": "bom", "data": {"format": "jsonl", "input_key": "in/bom.jsonl", "output_key": "out/bom.jsonl"}}))
+        .await;
+    assert_eq!(wait_done(&service, &id).await["state"], "completed");
+    assert_eq!(
+        std::fs::read_to_string(service.data_file("out/bom.jsonl")).expect("out"),
+        "{\"a\":1}\n"
+    );
     let id = service
         .api
         .add("export", json!({"name": "x", "data": {"format": "csv", "records": [{"a": 1}], "output_bucket": "nope"}}))

@@ -365,6 +365,26 @@ async fn each_hostile_file_fails_at_once_with_its_reason_and_the_process_stays_s
         w
     };
     let zeros = vec![0u8; 3_000_000];
+    // A 10x10 PNG whose ICC profile inflates to 256 MiB.
+    let iccp_bomb = {
+        use std::io::Write as _;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let block = vec![0u8; 1 << 20];
+        for _ in 0..256 {
+            z.write_all(&block).expect("deflate");
+        }
+        let profile = z.finish().expect("deflate");
+        let png = encode(&DynamicImage::ImageRgb8(photo(10, 10)), ImageFormat::Png);
+        let mut chunk = b"iCCP".to_vec();
+        chunk.extend_from_slice(b"bomb\0\0");
+        chunk.extend_from_slice(&profile);
+        let mut out = png[..33].to_vec(); // signature and IHDR
+        out.extend_from_slice(&((chunk.len() - 4) as u32).to_be_bytes());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        out.extend_from_slice(&png[33..]);
+        out
+    };
     let cut = |b: Vec<u8>| b[..b.len() * 2 / 3].to_vec();
     let png = encode(&DynamicImage::ImageRgb8(photo(200, 150)), ImageFormat::Png);
     let gif = encode(&DynamicImage::ImageRgb8(photo(60, 40)), ImageFormat::Gif);
@@ -471,7 +491,24 @@ async fn each_hostile_file_fails_at_once_with_its_reason_and_the_process_stays_s
             .contains("nothing stored"),
         "{job}"
     );
-    // None of them got to allocate its claimed pixels (60,000 x 60,000 x 3 is 10 GB).
+    // A real 10x10 image whose ICC profile would inflate to 256 MiB: its metadata is left
+    // out, and it is processed for what it is.
+    put(&service, "hostile/iccp-bomb.png", &iccp_bomb);
+    let job = run(
+        &service,
+        json!({"input_key": "hostile/iccp-bomb.png", "output_key": "out/iccp.png"}),
+        "completed",
+    )
+    .await;
+    assert_eq!(
+        (
+            job["return_value"]["width"].clone(),
+            job["return_value"]["height"].clone()
+        ),
+        (json!(10), json!(10))
+    );
+    // None of them got to allocate its claimed pixels (60,000 x 60,000 x 3 is 10 GB), nor
+    // the profile its 256 MiB.
     let peak_mib = vm_hwm_kib(service.pid()) / 1024;
-    assert!(peak_mib < 400, "peak RSS {peak_mib} MiB");
+    assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
 }

@@ -32,6 +32,8 @@ const CHUNK: usize = 64 * 1024;
 const QUEUED: usize = 4;
 /// The most CSV columns found in an input.
 const MAX_COLUMNS: usize = 10_000;
+/// The largest one record (a line, or an array element) may be: memory holds one at a time.
+const MAX_RECORD: u64 = 16 * 1024 * 1024;
 
 /// The output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -208,6 +210,14 @@ fn for_each_record(
         }
         Source::Stream(reader) => {
             let mut reader = BufReader::with_capacity(CHUNK, reader);
+            // A UTF-8 byte order mark, as some tools write, is not part of the records.
+            let bom = match reader.fill_buf() {
+                Ok(buf) => buf.starts_with(b"\xEF\xBB\xBF"),
+                Err(e) => return Err(read_error(reader.get_ref(), e)),
+            };
+            if bom {
+                reader.consume(3);
+            }
             let first = loop {
                 let (found, len) = match reader.fill_buf() {
                     Ok(buf) => (
@@ -256,13 +266,16 @@ fn each_line(
     let mut count = 0usize;
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| read_error(reader.get_ref(), e))?;
+        let n = read_line(reader, &mut line)?;
         if n == 0 {
             return Ok(count);
         }
         number += 1;
+        if n as u64 > MAX_RECORD {
+            return Err(bad(format!(
+                "input line {number} is longer than {MAX_RECORD} bytes (the largest record)"
+            )));
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -270,6 +283,35 @@ fn each_line(
             .map_err(|e| bad(format!("input line {number} is not JSON: {e}")))?;
         each(record, &ChunkProgress(reader.get_ref().read))?;
         count += 1;
+    }
+}
+
+/// Reads up to and including the next newline into `line`, but no more than one byte past
+/// [`MAX_RECORD`]; returns how many bytes it read.
+fn read_line(
+    reader: &mut BufReader<ChunkReader>,
+    line: &mut Vec<u8>,
+) -> Result<usize, ProcessError> {
+    let mut read = 0;
+    loop {
+        let room = (MAX_RECORD as usize + 1).saturating_sub(line.len());
+        let (done, used) = match reader.fill_buf() {
+            Ok([]) => return Ok(read),
+            Ok(buf) => {
+                let (done, used) = match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => (true, i + 1),
+                    None => (false, buf.len()),
+                };
+                line.extend_from_slice(&buf[..used.min(room)]);
+                (done, used)
+            }
+            Err(e) => return Err(read_error(reader.get_ref(), e)),
+        };
+        reader.consume(used);
+        read += used;
+        if done || line.len() > MAX_RECORD as usize {
+            return Ok(read);
+        }
     }
 }
 
@@ -312,11 +354,16 @@ fn each_in_array(
     // The reader's count is behind a shared cell so the visitor can read it while the
     // deserializer holds the reader.
     let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let since = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let counted = CountingReader {
         inner: reader,
         read: std::rc::Rc::clone(&read),
+        since_record: std::rc::Rc::clone(&since),
     };
-    let progress = || read.get();
+    let progress = || {
+        since.set(0);
+        read.get()
+    };
     let mut visitor = Each {
         each,
         count: 0,
@@ -330,19 +377,34 @@ fn each_in_array(
     if let Some(failed) = visitor.failed.take() {
         return Err(failed);
     }
-    parsed.map_err(|e| bad(format!("input is not a JSON array: {e}")))?;
+    parsed.map_err(|e| {
+        if e.is_io() && since.get() > MAX_RECORD {
+            bad(format!(
+                "input record {} is larger than {MAX_RECORD} bytes (the largest record)",
+                visitor.count + 1
+            ))
+        } else {
+            bad(format!("input is not a JSON array: {e}"))
+        }
+    })?;
     Ok(visitor.count)
 }
 
 struct CountingReader<'a> {
     inner: &'a mut BufReader<ChunkReader>,
     read: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Bytes read since the last record was handed out.
+    since_record: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl Read for CountingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since_record.get() > MAX_RECORD {
+            return Err(std::io::Error::other("a record is too large"));
+        }
         let n = self.inner.read(buf)?;
         self.read.set(self.read.get() + n as u64);
+        self.since_record.set(self.since_record.get() + n as u64);
         Ok(n)
     }
 }
@@ -695,9 +757,12 @@ impl Processor for ExportProcessor {
         ctx.progress(0).await;
         let job: ExportJob = ctx.data()?;
         if let Some(notify) = &job.notify
-            && (notify.user_id.is_empty() || !notify.email.contains('@'))
+            && (notify.user_id.is_empty() || notify.email.parse::<lettre::Address>().is_err())
         {
-            return Err(bad("notify needs a user_id and an email address"));
+            return Err(bad("notify needs a user_id and a valid email address"));
+        }
+        if job.columns.as_ref().is_some_and(Vec::is_empty) {
+            return Err(bad("columns is empty: name at least one, or leave it out"));
         }
         let storage = self.resources.bucket(job.output_bucket.as_deref())?.clone();
         let output_key = job.output_key.clone().unwrap_or_else(|| {

@@ -188,6 +188,13 @@ fn extra_headers(headers: &BTreeMap<String, String>) -> Result<Vec<HeaderValue>,
                     "headers: '{name}' is set from the job's fields, not from headers"
                 )));
             }
+            let valid_name =
+                !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+            if !valid_name {
+                return Err(bad(format!(
+                    "headers: {name:?} is not a header name (printable ASCII, no spaces or colons)"
+                )));
+            }
             if value.contains(['\r', '\n']) {
                 return Err(bad(format!(
                     "headers: the value of '{name}' holds a line break"
@@ -299,6 +306,61 @@ pub fn build(draft: Draft<'_>) -> Result<Message, ProcessError> {
     message.map_err(|e| bad(format!("the message cannot be built: {e}")))
 }
 
+/// The longest line RFC 5322 allows, and the length it asks lines to keep under.
+const MAX_LINE: usize = 998;
+const FOLD_AT: usize = 78;
+
+/// Folds the message's header lines longer than 78 characters at spaces (RFC 5322 2.2.3):
+/// lettre writes a long address list or subject on one line, which servers refuse past 998.
+/// A header with a run of more than 998 characters and no space cannot be folded: an error.
+pub fn fold_headers(message: &[u8]) -> Result<Vec<u8>, ProcessError> {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(message.len(), |p| p + 2);
+    let (head, body) = message.split_at(end);
+    let mut out = Vec::with_capacity(message.len() + 64);
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\r\n").unwrap_or(line);
+        fold_line(text, &mut out)?;
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+fn fold_line(mut line: &[u8], out: &mut Vec<u8>) -> Result<(), ProcessError> {
+    // Never fold within the header's name.
+    let start = line.iter().position(|&b| b == b':').map_or(0, |p| p + 1);
+    let mut first = true;
+    while line.len() > FOLD_AT {
+        let from = if first { start + 1 } else { 1 };
+        let cut = line[..FOLD_AT.min(line.len())]
+            .iter()
+            .rposition(|&b| b == b' ')
+            .filter(|&p| p > from)
+            .or_else(|| {
+                line.iter()
+                    .skip(from + 1)
+                    .position(|&b| b == b' ')
+                    .map(|p| p + from + 1)
+            });
+        let Some(cut) = cut else { break };
+        out.extend_from_slice(&line[..cut]);
+        out.extend_from_slice(b"\r\n");
+        line = &line[cut..]; // the space starts the continuation line
+        first = false;
+    }
+    if line.len() > MAX_LINE {
+        let name = String::from_utf8_lossy(&line[..start.min(40)]).to_string();
+        return Err(bad(format!(
+            "a header ({name}) has a run of more than {MAX_LINE} characters without a space"
+        )));
+    }
+    out.extend_from_slice(line);
+    Ok(())
+}
+
 enum Body {
     Single(SinglePart),
     Multi(MultiPart),
@@ -334,6 +396,46 @@ mod tests {
         let mut headers = BTreeMap::new();
         headers.insert("Bad Name".to_string(), "v".to_string());
         assert!(extra_headers(&headers).is_err());
+    }
+
+    #[test]
+    fn long_header_lines_are_folded_at_spaces_and_nothing_else_changes() {
+        let to: Vec<String> = (0..80).map(|i| format!("user{i}@example.com")).collect();
+        let draft = Draft {
+            job: &job(serde_json::json!({"to": to})),
+            from: "a@shop.example".parse().expect("from"),
+            content: Content {
+                subject: "word ".repeat(600),
+                text: Some("body line that stays as it is ".repeat(5)),
+                html: None,
+            },
+            attachments: Vec::new(),
+            message_id: "<x@shop.example>".into(),
+        };
+        let raw = build(draft).expect("message").formatted();
+        let folded = fold_headers(&raw).expect("folds");
+        let text = String::from_utf8(folded).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.lines().all(|l| l.len() <= 78), "{head}");
+        let unfold = |t: &str| t.replace("\r\n ", " ");
+        let unfolded = unfold(head);
+        let original = String::from_utf8(raw).expect("ascii");
+        let (original_head, original_body) = original.split_once("\r\n\r\n").expect("a head");
+        assert_eq!(unfold(original_head), unfolded, "folding changed a header");
+        assert_eq!(original_body, body);
+        assert!(unfolded.contains("user79@example.com"));
+        let err = fold_headers(format!("X-Long: {}\r\n\r\nb", "y".repeat(1200)).as_bytes())
+            .expect_err("unfoldable");
+        assert!(err.message().contains("998"), "{err}");
+    }
+
+    #[test]
+    fn header_names_with_control_characters_are_refused() {
+        for name in ["\tx\r\nFrom", "X-A\r\nBcc", "X A", "X:A", ""] {
+            let mut headers = BTreeMap::new();
+            headers.insert(name.to_string(), "v".to_string());
+            assert!(extra_headers(&headers).is_err(), "{name:?}");
+        }
     }
 
     #[test]

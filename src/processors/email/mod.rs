@@ -7,6 +7,7 @@
 //! addresses or templates fail at once. The return value lists accepted and refused
 //! recipients. The `Message-ID` derives from the job, the same on every attempt.
 
+mod capped;
 mod compose;
 mod smtp;
 mod template;
@@ -224,7 +225,7 @@ impl Processor for EmailProcessor {
                     attachments,
                     message_id: draft_id,
                 })?;
-                Ok((job, message.formatted()))
+                Ok((job, compose::fold_headers(&message.formatted())?))
             })
             .await?;
         ctx.progress(90).await;

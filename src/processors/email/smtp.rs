@@ -19,6 +19,8 @@ use serde::Serialize;
 use stagehand_core::ProcessError;
 use tokio::sync::Semaphore;
 
+use super::capped::{Budget, CappedStream};
+
 /// A pooled session idle for less than this is reused without a NOOP first.
 const FRESH: Duration = Duration::from_secs(1);
 
@@ -91,7 +93,7 @@ pub struct Delivery {
 pub struct SmtpClient {
     config: SmtpConfig,
     hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<Session>>,
     slots: Arc<Semaphore>,
 }
 
@@ -100,6 +102,22 @@ impl std::fmt::Debug for SmtpClient {
         f.debug_struct("SmtpClient")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// An open session, and the read budget of its stream (none for `smtps://`, whose socket
+/// lettre opens).
+struct Session {
+    conn: AsyncSmtpConnection,
+    budget: Option<Budget>,
+    since: Instant,
+}
+
+impl Session {
+    fn refill(&self) {
+        if let Some(budget) = &self.budget {
+            budget.refill();
+        }
     }
 }
 
@@ -168,8 +186,9 @@ impl SmtpClient {
             .map_err(|e| Failure::Link(format!("SMTP TLS setup: {e}")))
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+    async fn connect(&self) -> Result<Session, Failure> {
         let server = (self.config.host.as_str(), self.config.port);
+        let mut budget = None;
         let mut conn = if self.config.security == Security::Wrapper {
             let tls = self.tls()?;
             self.step(
@@ -198,9 +217,12 @@ impl SmtpClient {
                 Err(_) => return Err(Failure::Link("SMTP connect: timed out".into())),
             };
             let _ = tcp.set_nodelay(true);
+            let reads = Budget::new();
+            budget = Some(reads.clone());
+            let stream = CappedStream::new(tcp, reads);
             self.step(
                 "greeting",
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
             )
             .await?
         };
@@ -221,38 +243,46 @@ impl SmtpClient {
             )
             .await?;
         }
-        Ok(conn)
+        Ok(Session {
+            conn,
+            budget,
+            since: Instant::now(),
+        })
     }
 
     /// An open session: an idle one that still answers, or a new one. Says whether it was
     /// reused.
-    async fn session(&self) -> Result<(AsyncSmtpConnection, bool), Failure> {
+    async fn session(&self) -> Result<(Session, bool), Failure> {
         loop {
             let candidate = self.idle.lock().pop();
-            let Some((mut conn, since)) = candidate else {
+            let Some(mut session) = candidate else {
                 break;
             };
-            if since.elapsed() > self.config.idle || conn.has_broken() {
-                tokio::spawn(async move { conn.abort().await });
+            session.refill();
+            let since = session.since;
+            if since.elapsed() > self.config.idle || session.conn.has_broken() {
+                tokio::spawn(async move { session.conn.abort().await });
                 continue;
             }
             // A session used within the last second is taken as it is (if it died meanwhile,
             // `send` tries a new one); an older one must answer a NOOP first.
             if since.elapsed() < FRESH
                 || matches!(
-                    tokio::time::timeout(self.config.timeout, conn.test_connected()).await,
+                    tokio::time::timeout(self.config.timeout, session.conn.test_connected()).await,
                     Ok(true)
                 )
             {
-                return Ok((conn, true));
+                session.refill();
+                return Ok((session, true));
             }
         }
         Ok((self.connect().await?, false))
     }
 
-    fn give_back(&self, conn: AsyncSmtpConnection) {
-        if !conn.has_broken() {
-            self.idle.lock().push((conn, Instant::now()));
+    fn give_back(&self, mut session: Session) {
+        if !session.conn.has_broken() {
+            session.since = Instant::now();
+            self.idle.lock().push(session);
         }
     }
 
@@ -269,27 +299,31 @@ impl SmtpClient {
             .map_err(|_| ProcessError::retry("the SMTP client is closed"))?;
         let mut tried_fresh = false;
         loop {
-            let (mut conn, reused) = match self.session().await {
+            let (mut session, reused) = match self.session().await {
                 Ok(session) => session,
                 Err(Failure::Job(err)) => return Err(err),
                 Err(Failure::Link(reason)) => return Err(ProcessError::retry(reason)),
             };
             tried_fresh |= !reused;
-            match self.transact(&mut conn, from, recipients, message).await {
+            session.refill();
+            match self
+                .transact(&mut session.conn, from, recipients, message)
+                .await
+            {
                 Ok(delivery) => {
-                    self.give_back(conn);
+                    self.give_back(session);
                     return Ok(delivery);
                 }
                 Err((Failure::Job(err), clean)) => {
                     if clean {
-                        self.give_back(conn);
+                        self.give_back(session);
                     } else {
-                        conn.abort().await;
+                        session.conn.abort().await;
                     }
                     return Err(err);
                 }
                 Err((Failure::Link(reason), handed_over)) => {
-                    conn.abort().await;
+                    session.conn.abort().await;
                     // A session that died before the message was handed over sent nothing:
                     // try once on a new one (a pooled session the server closed while idle).
                     if handed_over || tried_fresh {
@@ -427,5 +461,53 @@ impl SmtpClient {
             tokio::time::timeout(self.config.timeout, conn.command(Rset)).await,
             Ok(Ok(_))
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn a_server_that_never_ends_a_line_is_cut_off_at_the_budget() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&sent);
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            socket.write_all(b"220 ").await.expect("greeting");
+            let chunk = vec![b'x'; 64 * 1024];
+            while socket.write_all(&chunk).await.is_ok() {
+                counted.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let client = SmtpClient::new(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            credentials: None,
+            pool_max: 1,
+            idle: Duration::from_secs(60),
+            timeout: Duration::from_secs(60),
+        });
+        let to: Vec<Address> = vec!["a@shop.test".parse().expect("to")];
+        let err = client
+            .send(None, &to, b"Subject: x\r\n\r\nbody\r\n")
+            .await
+            .expect_err("no greeting ever ends");
+        assert!(
+            !err.is_unrecoverable(),
+            "a server fault is worth a retry: {err}"
+        );
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+        // The client stopped reading near the budget (what the socket buffers hold besides).
+        assert!(
+            sent < 16 * super::super::capped::BUDGET,
+            "read {sent} bytes"
+        );
     }
 }

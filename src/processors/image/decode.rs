@@ -64,18 +64,23 @@ const ACCEPTED: [ImageFormat; 4] = [
     ImageFormat::Gif,
 ];
 
-fn limits(bounds: &Bounds) -> Limits {
+/// Room for a decoder's own buffers and metadata (an ICC profile, say) besides the pixels.
+const SLACK: u64 = 32 << 20;
+
+/// The decoder's limits: the image's size, and memory for `pixels` pixels of RGBA at 16 bits
+/// a channel plus [`SLACK`]. Reading the header allows only the slack: a tiny file whose
+/// metadata inflates to gigabytes (a PNG's compressed ICC profile) is refused there.
+fn limits(bounds: &Bounds, pixels: u64) -> Limits {
     let mut limits = Limits::default();
     limits.max_image_width = Some(bounds.max_width);
     limits.max_image_height = Some(bounds.max_height);
-    // RGBA at 16 bits a channel, plus room for the decoder's own buffers.
-    limits.max_alloc = Some(bounds.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(SLACK));
     limits
 }
 
 fn reader<'a>(
     bytes: &'a [u8],
-    bounds: &Bounds,
+    limits: Limits,
 ) -> Result<ImageReader<Cursor<&'a [u8]>>, ProcessError> {
     let format = image::guess_format(bytes).map_err(|_| {
         bad("the input is not an image this processor reads (JPEG, PNG, WebP or GIF, judged by its first bytes)")
@@ -86,7 +91,7 @@ fn reader<'a>(
         )));
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits(bounds));
+    reader.limits(limits);
     Ok(reader)
 }
 
@@ -110,9 +115,48 @@ fn jpeg_is_whole(bytes: &[u8]) -> bool {
     bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
+/// PNG chunks left out before decoding: compressed ones whose inflated size nothing bounds
+/// (a 1 MB ICC profile can inflate to gigabytes), and text. Nothing here reads them: colours
+/// are taken as sRGB and outputs carry no metadata.
+const PNG_DROPPED: [&[u8; 4]; 4] = [b"iCCP", b"zTXt", b"iTXt", b"tEXt"];
+
+/// A PNG without its [`PNG_DROPPED`] chunks (the bytes as they are when there are none, or
+/// when the chunk structure is broken: the decoder then says what is wrong).
+pub fn without_png_metadata(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const SIGNATURE: usize = 8;
+    let mut spans = Vec::new();
+    let mut at = SIGNATURE;
+    while at + 12 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let end = at + 12 + len as usize;
+        if end > bytes.len() {
+            break;
+        }
+        let kind = &bytes[at + 4..at + 8];
+        if PNG_DROPPED.iter().any(|d| d.as_slice() == kind) {
+            spans.push(at..end);
+        }
+        if kind == b"IDAT" || kind == b"IEND" {
+            break; // metadata that matters comes before the image data
+        }
+        at = end;
+    }
+    if spans.is_empty() {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut from = 0;
+    for span in spans {
+        out.extend_from_slice(&bytes[from..span.start]);
+        from = span.end;
+    }
+    out.extend_from_slice(&bytes[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Reads the header and checks the size against `bounds`.
 pub fn header(bytes: &[u8], bounds: &Bounds) -> Result<Header, ProcessError> {
-    let reader = reader(bytes, bounds)?;
+    let reader = reader(bytes, limits(bounds, 0))?;
     let format = reader.format().unwrap_or(ImageFormat::Png);
     if format == ImageFormat::Jpeg && !jpeg_is_whole(bytes) {
         return Err(bad(
@@ -147,7 +191,8 @@ pub fn decode(
     let mut image = match scaled {
         Some(image) => image,
         None => {
-            let decoder = reader(bytes, bounds)?
+            let pixels = u64::from(header.size.0) * u64::from(header.size.1);
+            let decoder = reader(bytes, limits(bounds, pixels))?
                 .into_decoder()
                 .map_err(|e| decode_error(header.format, e))?;
             DynamicImage::from_decoder(decoder).map_err(|e| decode_error(header.format, e))?

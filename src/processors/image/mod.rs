@@ -161,6 +161,13 @@ fn run(
     work: Option<&Work>,
 ) -> Result<Made, ProcessError> {
     let check = || work.map_or(Ok(()), Work::check);
+    let stripped;
+    let input = if image::guess_format(input).ok() == Some(image::ImageFormat::Png) {
+        stripped = decode::without_png_metadata(input);
+        &stripped[..]
+    } else {
+        input
+    };
     let header = decode::header(input, bounds)?;
     let output = ops::validate(&job.operations, header.output())?;
     let upright = if job.auto_orient {
