@@ -501,7 +501,56 @@ async fn hostile_models_fail_at_once_with_their_reason() {
     fails_at_once(
         &service,
         input("bad/big.glb"),
-        "2145 vertices, more than max_vertices (1000)",
+        "14049 vertices and indices across the primitives",
+    )
+    .await;
+
+    // The CPU bomb: one accessor shared by many primitives is read once per primitive, so
+    // each counts (825 positions and indices each, 1650 > 1000): refused before any work.
+    let mut shared = doc.clone();
+    let prim = shared["meshes"][0]["primitives"][0].clone();
+    shared["meshes"][0]["primitives"] = json!([prim.clone(), prim]);
+    put(&service, "bad/shared.glb", &glb(&shared, &bin));
+    fails_at_once(
+        &service,
+        input("bad/shared.glb"),
+        "1650 vertices and indices across the primitives (each primitive counted, shared accessors too), more than max_vertices (1000)",
+    )
+    .await;
+
+    // Nodes must be a forest: a cycle fails every operation but validate at once.
+    let mut cyclic = doc.clone();
+    cyclic["nodes"] = json!([{"mesh": 0, "children": [1]}, {"children": [0]}]);
+    put(&service, "bad/cycle.glb", &glb(&cyclic, &bin));
+    fails_at_once(
+        &service,
+        json!({"input_key": "bad/cycle.glb", "operations": [{"op": "pack"}]}),
+        "is its own ancestor (a cycle of children): the node hierarchy must be a forest",
+    )
+    .await;
+
+    // Two nested scales of 1e20 put the bounds past f32: a reason, not [0, 0, 0].
+    let mut huge = doc.clone();
+    huge["nodes"] = json!([{"scale": [1e20, 1e20, 1e20], "children": [1]}, {"mesh": 0, "scale": [1e20, 1e20, 1e20]}]);
+    put(&service, "bad/huge.glb", &glb(&huge, &bin));
+    fails_at_once(
+        &service,
+        input("bad/huge.glb"),
+        "are not finite in 32-bit floats: the node transforms place the meshes past them",
+    )
+    .await;
+
+    // An accessor without a bufferView is legal (all zeros) but not read here: it says so.
+    let mut zeros = doc.clone();
+    zeros["accessors"][0]
+        .as_object_mut()
+        .expect("an accessor")
+        .remove("bufferView");
+    put(&service, "bad/zeros.glb", &glb(&zeros, &bin));
+    fails_at_once(
+        &service,
+        input("bad/zeros.glb"),
+        "accessors[0] has no bufferView (all zeros), which this processor does not read",
     )
     .await;
 
@@ -519,7 +568,23 @@ async fn hostile_models_fail_at_once_with_their_reason() {
     )
     .await;
 
-    // Validate alone reports the problems instead of failing.
+    // Validate alone reports the problems instead of failing; the cycle is one.
+    let id = service
+        .api
+        .add(QUEUE, json!({"name": "v", "data": {"input_key": "bad/cycle.glb", "operations": [{"op": "validate"}]}}))
+        .await;
+    let job = service.api.wait_state(QUEUE, &id, "completed").await;
+    let validation = &job["return_value"]["validation"];
+    assert_eq!(validation["valid"], false, "{job}");
+    assert_eq!(
+        validation["problems"],
+        json!([
+            "nodes[0] is its own ancestor (a cycle of children): the node hierarchy must be a forest",
+            "scenes[0] lists nodes[0], which is not a root (it is a child of nodes[1])"
+        ]),
+        "{job}"
+    );
+
     let id = service
         .api
         .add(QUEUE, json!({"name": "v", "data": {"input_key": "bad/index.glb", "operations": [{"op": "validate"}]}}))

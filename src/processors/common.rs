@@ -94,6 +94,15 @@ pub struct Work {
 }
 
 impl Work {
+    /// Work for a test: nobody takes its progress; `ended` as if its attempt had ended.
+    #[cfg(test)]
+    pub(crate) fn for_test(ended: bool) -> Work {
+        Work {
+            progress: None,
+            ended: Arc::new(AtomicBool::new(ended)),
+        }
+    }
+
     /// Reports progress to the job (when the caller passes it on).
     pub fn report(&self, progress: u64) {
         if let Some(tx) = &self.progress {

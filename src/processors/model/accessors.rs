@@ -96,7 +96,11 @@ pub(super) fn span(model: &Model, index: usize) -> Result<Span, String> {
     let ty = *ty;
     let view = a
         .buffer_view
-        .ok_or_else(|| format!("accessors[{index}] has no bufferView (its data is implicit)"))?
+        .ok_or_else(|| {
+            format!(
+                "accessors[{index}] has no bufferView (all zeros), which this processor does not read"
+            )
+        })?
         .value();
     let (buffer, range) = view_range(model, view)?;
     let size = element_size(component, ty);
@@ -219,6 +223,15 @@ pub(super) fn plain_span(model: &Model, index: usize) -> Result<Span, String> {
         ));
     }
     span(model, index)
+}
+
+/// Whether accessor `index` has data of its own: a buffer view, and no sparse part.
+pub(super) fn has_plain_data(model: &Model, index: usize) -> bool {
+    model
+        .root
+        .accessors
+        .get(index)
+        .is_some_and(|a| a.buffer_view.is_some() && a.sparse.is_none())
 }
 
 /// The bytes from `span`'s first element to its last.

@@ -11,7 +11,7 @@ use gltf::json::validation::{Checked, Validate};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{accessors, glb, uri};
+use super::{accessors, glb, graph, uri};
 use crate::config::ModelSettings;
 
 /// Extensions whose data this processor cannot read, with what they compress.
@@ -94,7 +94,8 @@ pub(super) fn parse(
     check_counts(&json, limits.max_items)?;
     let root = Root::deserialize(&json).map_err(|e| format!("not glTF: {e}"))?;
     check_sizes(&root, limits)?;
-    let problems = validation_problems(&root);
+    let mut problems = validation_problems(&root);
+    problems.extend(graph::problems(&root));
     let max = limits.max_input_bytes;
     let source = |uri: &Option<String>, what: String| -> Result<Source, String> {
         match uri {
@@ -208,11 +209,27 @@ pub(super) fn vertex_count(root: &Root) -> u64 {
         .fold(0u64, |n, a| n.saturating_add(a.count.0))
 }
 
+/// The vertices and indices the operations read: each primitive's `POSITION` count plus
+/// its index count, a primitive sharing an accessor with others counted each time (stats,
+/// optimize and lod work per primitive, so this bounds their work, not only the data).
+pub(super) fn primitive_reads(root: &Root) -> u64 {
+    let count = |i: usize| root.accessors.get(i).map_or(0, |a| a.count.0);
+    root.meshes
+        .iter()
+        .flat_map(|m| &m.primitives)
+        .map(|p| {
+            let position = p.attributes.get(&Checked::Valid(Semantic::Positions));
+            let vertices = position.map_or(0, |i| count(i.value()));
+            vertices.saturating_add(p.indices.map_or(0, |i| count(i.value())))
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
 fn check_sizes(root: &Root, limits: &ModelSettings) -> Result<(), String> {
-    let vertices = vertex_count(root);
-    if vertices > limits.max_vertices {
+    let reads = primitive_reads(root);
+    if reads > limits.max_vertices {
         return Err(format!(
-            "{vertices} vertices, more than max_vertices ({})",
+            "{reads} vertices and indices across the primitives (each primitive counted, shared accessors too), more than max_vertices ({})",
             limits.max_vertices
         ));
     }
@@ -261,7 +278,12 @@ fn validation_problems(root: &Root) -> Vec<String> {
         let mut found = Vec::new();
         root.validate(root, gltf::json::Path::new, &mut |path, error| {
             let path = path().to_string();
-            if !path.starts_with("extensionsRequired") {
+            // An accessor without a bufferView (and without sparse) is legal glTF, all
+            // zeros; the crate calls it missing data. Reading it is refused where it is read.
+            let zeros = error == gltf::json::validation::Error::Missing
+                && path.starts_with("accessors[")
+                && path.ends_with("].bufferView");
+            if !path.starts_with("extensionsRequired") && !zeros {
                 found.push(format!("{path}: {error}"));
             }
         });
@@ -332,6 +354,20 @@ pub(super) fn data_problems(model: &Model) -> Vec<String> {
         if let Err(e) = checked {
             problems.push(e);
             bad_accessors.insert(i);
+        }
+    }
+    for i in position_accessors(&model.root) {
+        if bad_accessors.contains(&i) || !accessors::has_plain_data(model, i) {
+            continue;
+        }
+        if let Some(k) = accessors::read_vec3(model, i)
+            .into_iter()
+            .flatten()
+            .position(|p| p.iter().any(|c| !c.is_finite()))
+        {
+            problems.push(format!(
+                "accessors[{i}] (POSITION) holds a value that is not a finite number (element {k})"
+            ));
         }
     }
     for (i, image) in model.root.images.iter().enumerate() {
@@ -467,7 +503,26 @@ pub(super) mod tests {
             "meshes": [{"primitives": [{"attributes": {"POSITION": 0}}, {"attributes": {"POSITION": 0}}]}],
         }));
         assert!(
-            err.contains("101 vertices, more than max_vertices (100)"),
+            err.contains("202 vertices and indices across the primitives"),
+            "{err}"
+        );
+        // One accessor shared by many primitives counts once per primitive (the CPU bomb:
+        // each one's work is done again), and indices count too.
+        let err = refused(json!({
+            "asset": {"version": "2.0"},
+            "accessors": [
+                {"count": 30, "componentType": 5126, "type": "VEC3"},
+                {"count": 12, "componentType": 5125, "type": "SCALAR"},
+            ],
+            "meshes": [{"primitives": [
+                {"attributes": {"POSITION": 0}, "indices": 1},
+                {"attributes": {"POSITION": 0}, "indices": 1},
+                {"attributes": {"POSITION": 0}, "indices": 1},
+            ]}],
+        }));
+        assert!(
+            err.contains("126 vertices and indices across the primitives")
+                && err.contains("more than max_vertices (100)"),
             "{err}"
         );
         let err = refused(json!({"asset": {"version": "2.0"}, "buffers": [{"byteLength": 1001}]}));

@@ -10,14 +10,18 @@ use gltf::json::mesh::{Mode, Semantic};
 use gltf::json::validation::Checked;
 use serde::Serialize;
 
+use stagehand_core::ProcessError;
+
 use super::accessors;
 use super::document::Model;
+use super::unrecoverable;
+use crate::processors::common::Work;
 
 /// One level of detail.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Level {
     /// The share of triangles asked for.
-    pub ratio: f32,
+    pub ratio: f64,
     /// Where it was written.
     pub key: String,
     /// Triangles it has.
@@ -29,11 +33,13 @@ pub struct Level {
 }
 
 /// What simplifying the model towards `ratio` gives: new indices by accessor, and the level.
+/// Stops between primitives when its attempt ended.
 pub(super) fn simplify(
     model: &Model,
-    ratio: f32,
-    target_error: f32,
-) -> Result<(BTreeMap<usize, Vec<u32>>, Level), String> {
+    ratio: f64,
+    target_error: f64,
+    work: &Work,
+) -> Result<(BTreeMap<usize, Vec<u32>>, Level), ProcessError> {
     let mut replaced: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
     let mut positions_of: BTreeMap<usize, usize> = BTreeMap::new();
     let mut level = Level {
@@ -45,6 +51,7 @@ pub(super) fn simplify(
     };
     for (m, mesh) in model.root.meshes.iter().enumerate() {
         for (p, prim) in mesh.primitives.iter().enumerate() {
+            work.check()?;
             let at = format!("meshes[{m}].primitives[{p}]");
             let position = prim.attributes.get(&Checked::Valid(Semantic::Positions));
             let (Checked::Valid(Mode::Triangles), Some(indices), Some(position)) =
@@ -68,12 +75,12 @@ pub(super) fn simplify(
                 }
                 continue;
             }
-            let values = accessors::read_indices(model, indices)?;
-            let vertices = accessors::read_vec3(model, position)?;
+            let values = accessors::read_indices(model, indices).map_err(unrecoverable)?;
+            let vertices = accessors::read_vec3(model, position).map_err(unrecoverable)?;
             if values.len() % 3 != 0 || values.iter().any(|&i| i as usize >= vertices.len()) {
-                return Err(format!(
+                return Err(unrecoverable(format!(
                     "{at}: its indices are not whole triangles of its vertices"
-                ));
+                )));
             }
             if vertices.iter().flatten().any(|c| !c.is_finite()) {
                 level.triangles += values.len() as u64 / 3;
@@ -82,13 +89,13 @@ pub(super) fn simplify(
                     .push(format!("{at}: a position is not a finite number"));
                 continue;
             }
-            let target = ((values.len() as f64 * f64::from(ratio)) as usize) / 3 * 3;
+            let target = ((values.len() as f64 * ratio) as usize) / 3 * 3;
             let mut error = 0.0f32;
             let simplified = meshopt::simplify_decoder(
                 &values,
                 &vertices,
                 target,
-                target_error,
+                target_error as f32,
                 meshopt::SimplifyOptions::None,
                 Some(&mut error),
             );

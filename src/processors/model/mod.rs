@@ -23,7 +23,7 @@
 //! | `stats` | meshes, primitives, vertices, triangles, bounds, materials, textures, animations (see [`stats`]) |
 //! | `pack` | writes the model as one GLB: buffers and images in a single 4-byte-aligned BIN chunk |
 //! | `optimize` | meshopt vertex-cache and vertex-fetch order for each indexed triangle list (see [`optimize`]), then writes the GLB |
-//! | `lod` | `ratios` (each in (0, 1)), `error` (default 0.01): a simplified GLB per ratio, `{stem}.lod{N}.glb` (see [`lod`]) |
+//! | `lod` | `ratios` (each in [1e-6, 1)), `error` (default 0.01): a simplified GLB per ratio, `{stem}.lod{N}.glb` (see [`lod`]) |
 //!
 //! Outputs: the model GLB at `output_key` when `pack` or `optimize` ran (always packed: one
 //! buffer, images embedded), the levels of detail, and always `{stem}.json` with the
@@ -38,16 +38,19 @@
 //! Hostile input is refused before its data is read: the input's bytes (and the external
 //! files' together with it) against `max_input_bytes`, the counts of accessors, buffer
 //! views, buffers, meshes, primitives, nodes, materials, textures, images and the like
-//! against `max_items`, the vertices (the `POSITION` accessors' counts) against
-//! `max_vertices`, each buffer's `byteLength` and all views' lengths together against
+//! against `max_items`, the vertices and indices read (each primitive's `POSITION` and index
+//! counts, summed over primitives, so an accessor shared by many counts for each) against
+//! `max_vertices`, the node hierarchy (a forest: no cycles, one parent at most), each buffer's `byteLength` and all views' lengths together against
 //! `max_input_bytes`. Draco- and meshopt-compressed models, a cut or corrupt GLB, JSON that
 //! is not glTF and versions other than 2 fail at once with the reason. Ranges (views in
 //! buffers, accessors in views) and index values are checked before any data is read by
-//! index, so meshopt never sees an index past its vertices.
+//! index, so meshopt never sees an index past its vertices. Long operations stop between
+//! primitives once the job's attempt has ended (timeout, shutdown).
 
 mod accessors;
 mod document;
 mod glb;
+mod graph;
 mod lod;
 mod ops;
 mod optimize;
@@ -166,12 +169,12 @@ fn run(
                 );
             }
             Op::Stats => {
-                let stats = stats::stats(&model).map_err(unrecoverable)?;
+                let stats = stats::stats(&model, work)?;
                 made.report.insert("stats".into(), json!(stats));
             }
             Op::Pack => made.model_written = true,
             Op::Optimize => {
-                let done = optimize::optimize(&mut model).map_err(unrecoverable)?;
+                let done = optimize::optimize(&mut model, work)?;
                 made.report.insert("optimize".into(), json!(done));
                 made.model_written = true;
             }
@@ -179,8 +182,7 @@ fn run(
                 let mut levels = Vec::new();
                 for (n, ratio) in ratios.iter().enumerate() {
                     work.check()?;
-                    let (replaced, mut level) =
-                        lod::simplify(&model, *ratio, *error).map_err(unrecoverable)?;
+                    let (replaced, mut level) = lod::simplify(&model, *ratio, *error, work)?;
                     level.key = format!("{stem}.lod{}.glb", n + 1);
                     let glb = pack::write(&model, &replaced).map_err(unrecoverable)?;
                     made.files.push((level.key.clone(), glb));

@@ -4,9 +4,11 @@
 use serde::Deserialize;
 
 /// The largest `lod` error accepted by default: 1% of a mesh's size.
-const DEFAULT_LOD_ERROR: f32 = 0.01;
+const DEFAULT_LOD_ERROR: f64 = 0.01;
 /// The most levels one `lod` makes.
 const MAX_LEVELS: usize = 8;
+/// The least `lod` ratio accepted: a millionth of the triangles.
+const MIN_RATIO: f64 = 1e-6;
 
 /// One operation; each names itself with `"op"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -22,15 +24,16 @@ pub enum Op {
     Optimize,
     /// Writes a simplified copy per ratio.
     Lod {
-        /// The share of triangles each level keeps, each in (0, 1).
-        ratios: Vec<f32>,
+        /// The share of triangles each level keeps, each in [1e-6, 1). Read as f64 so that a
+        /// refusal names the value given (1e-300 as f32 would be 0).
+        ratios: Vec<f64>,
         /// The error simplification may make, relative to a mesh's size (default 0.01).
         #[serde(default = "default_lod_error")]
-        error: f32,
+        error: f64,
     },
 }
 
-fn default_lod_error() -> f32 {
+fn default_lod_error() -> f64 {
     DEFAULT_LOD_ERROR
 }
 
@@ -62,11 +65,15 @@ pub(super) fn check(ops: &[Op]) -> Result<(), String> {
             if ratios.is_empty() || ratios.len() > MAX_LEVELS {
                 return Err(format!("lod: give 1 to {MAX_LEVELS} ratios"));
             }
-            if let Some(r) = ratios.iter().find(|r| !(**r > 0.0 && **r < 1.0)) {
-                return Err(format!("lod: ratio {r} is not between 0 and 1"));
+            if let Some(r) = ratios.iter().find(|r| !(MIN_RATIO..1.0).contains(*r)) {
+                return Err(format!(
+                    "lod: ratio {r:e} is outside the accepted range: at least {MIN_RATIO:e} and less than 1"
+                ));
             }
             if !(0.0..=1.0).contains(error) {
-                return Err(format!("lod: error {error} is not between 0 and 1"));
+                return Err(format!(
+                    "lod: error {error:e} is outside the accepted range: 0 to 1"
+                ));
             }
         }
     }
@@ -102,10 +109,25 @@ mod tests {
             (json!([]), "no operations"),
             (json!([{"op": "stats"}, {"op": "stats"}]), "twice"),
             (json!([{"op": "lod", "ratios": []}]), "1 to 8 ratios"),
-            (json!([{"op": "lod", "ratios": [1.0]}]), "ratio 1"),
+            (
+                json!([{"op": "lod", "ratios": [1.0]}]),
+                "ratio 1e0 is outside the accepted range: at least 1e-6 and less than 1",
+            ),
+            (
+                json!([{"op": "lod", "ratios": [1e-300]}]),
+                "ratio 1e-300 is outside the accepted range: at least 1e-6",
+            ),
+            (
+                json!([{"op": "lod", "ratios": [0.0]}]),
+                "ratio 0e0 is outside",
+            ),
             (
                 json!([{"op": "lod", "ratios": [0.5], "error": -1}]),
-                "error -1",
+                "error -1e0 is outside the accepted range: 0 to 1",
+            ),
+            (
+                json!([{"op": "lod", "ratios": [0.5], "error": 1e300}]),
+                "error 1e300 is outside",
             ),
             (
                 json!([{"op": "lod", "ratios": [0.5], "target": 3}]),

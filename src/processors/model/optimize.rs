@@ -12,9 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::Value;
+use stagehand_core::ProcessError;
 
 use super::accessors::{self, Span};
 use super::document::Model;
+use super::unrecoverable;
+use crate::processors::common::Work;
 
 /// What `optimize` did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -129,6 +132,51 @@ pub(super) fn fetch_order(indices: &[u32], n: usize) -> Vec<u32> {
     remap
 }
 
+/// The buffer views in groups that overlap in their buffer (connected: each view of a group
+/// overlaps another of it), found once by sorting, so that checking a primitive's views
+/// does not compare them with every view.
+struct Overlaps {
+    /// Each view's group.
+    group: Vec<usize>,
+    /// Each group's views.
+    members: Vec<Vec<usize>>,
+}
+
+fn overlaps(model: &Model) -> Overlaps {
+    let n = model.root.buffer_views.len();
+    let mut ranged: Vec<(usize, usize, usize, usize)> = (0..n)
+        .filter_map(|v| {
+            let (b, r) = accessors::view_range(model, v).ok()?;
+            Some((b, r.start, r.end, v))
+        })
+        .collect();
+    ranged.sort_unstable();
+    let mut group = vec![usize::MAX; n];
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut reach: Option<(usize, usize)> = None; // the current group's buffer and end
+    for (b, start, end, v) in ranged {
+        match reach {
+            Some((rb, re)) if rb == b && start < re => reach = Some((b, re.max(end))),
+            _ => {
+                members.push(Vec::new());
+                reach = Some((b, end));
+            }
+        }
+        group[v] = members.len() - 1;
+        if let Some(m) = members.last_mut() {
+            m.push(v);
+        }
+    }
+    // A view without a valid range is a group of its own (the primitive using it is skipped).
+    for (v, g) in group.iter_mut().enumerate() {
+        if *g == usize::MAX {
+            *g = members.len();
+            members.push(vec![v]);
+        }
+    }
+    Overlaps { group, members }
+}
+
 /// What one primitive's rewrite needs, found before anything is changed.
 struct Plan {
     indices: Span,
@@ -142,6 +190,7 @@ fn plan(
     prim: &Value,
     accessor_users: &BTreeMap<usize, BTreeSet<Option<(usize, usize)>>>,
     view_users: &BTreeMap<usize, BTreeSet<Option<usize>>>,
+    overlaps: &Overlaps,
 ) -> Result<Plan, String> {
     if index(&prim["mode"]).unwrap_or(4) != 4 {
         return Err("not a triangle list".into());
@@ -167,7 +216,11 @@ fn plan(
             .get(a)
             .and_then(|x| x.buffer_view)
             .map(|v| v.value());
-        views.insert(view.ok_or_else(|| format!("accessors[{a}] has no bufferView"))?);
+        views.insert(view.ok_or_else(|| {
+            format!(
+                "accessors[{a}] has no bufferView (all zeros), which this processor does not read"
+            )
+        })?);
     }
     for &v in &views {
         let shared = view_users
@@ -176,18 +229,23 @@ fn plan(
         if shared {
             return Err(format!("bufferViews[{v}] is shared with other data"));
         }
-        let (buffer, range) = accessors::view_range(model, v)?;
-        for w in 0..model.root.buffer_views.len() {
-            if views.contains(&w) {
-                continue;
-            }
-            if let Ok((b, other)) = accessors::view_range(model, w)
-                && b == buffer
-                && other.start < range.end
-                && range.start < other.end
-            {
-                return Err(format!("bufferViews[{v}] overlaps bufferViews[{w}]"));
-            }
+        accessors::view_range(model, v)?;
+    }
+    let groups: BTreeSet<usize> = views
+        .iter()
+        .filter_map(|&v| overlaps.group.get(v))
+        .copied()
+        .collect();
+    for g in groups {
+        // Stops at the first view not the primitive's: at most its own views are passed.
+        if let Some(w) = overlaps.members[g].iter().find(|w| !views.contains(w)) {
+            let v = overlaps.members[g]
+                .iter()
+                .find(|v| views.contains(v))
+                .unwrap_or(w);
+            return Err(format!(
+                "bufferViews[{v}] overlaps bufferViews[{w}] (directly or through other views)"
+            ));
         }
     }
     let vertices: Vec<Span> = vertex
@@ -214,10 +272,27 @@ fn plan(
     })
 }
 
-/// Reorders every primitive it can.
-pub(super) fn optimize(model: &mut Model) -> Result<Optimized, String> {
+/// Writes a planned primitive's vertices in `remap` order and its new indices `values`.
+fn rewrite(model: &mut Model, plan: &Plan, values: &[u32], remap: &[u32]) -> Result<(), String> {
+    for span in &plan.vertices {
+        let old = accessors::read_packed(model, span)?;
+        let mut new = vec![0; old.len()];
+        for (i, e) in old.chunks_exact(span.size.max(1)).enumerate() {
+            let at = remap[i] as usize * span.size;
+            new[at..at + span.size].copy_from_slice(e);
+        }
+        accessors::write_packed(model, span, &new)?;
+    }
+    let bytes = accessors::encode_indices(values, plan.indices.component)
+        .ok_or("indices do not fit their type")?;
+    accessors::write_packed(model, &plan.indices, &bytes)
+}
+
+/// Reorders every primitive it can, stopping between primitives when its attempt ended.
+pub(super) fn optimize(model: &mut Model, work: &Work) -> Result<Optimized, ProcessError> {
     let accessor_users = accessor_users(&model.json);
     let view_users = view_users(&model.json);
+    let overlaps = overlaps(model);
     let meshes = model.json["meshes"].as_array().cloned().unwrap_or_default();
     let mut done = Optimized::default();
     for (m, mesh) in meshes.iter().enumerate() {
@@ -227,7 +302,8 @@ pub(super) fn optimize(model: &mut Model) -> Result<Optimized, String> {
             .flatten()
             .enumerate()
         {
-            let plan = match plan(model, prim, &accessor_users, &view_users) {
+            work.check()?;
+            let mut plan = match plan(model, prim, &accessor_users, &view_users, &overlaps) {
                 Ok(plan) => plan,
                 Err(why) => {
                     done.skipped
@@ -235,24 +311,13 @@ pub(super) fn optimize(model: &mut Model) -> Result<Optimized, String> {
                     continue;
                 }
             };
-            let mut values = plan.values;
+            let mut values = std::mem::take(&mut plan.values);
             meshopt::optimize_vertex_cache_in_place(&mut values, plan.count);
             let remap = fetch_order(&values, plan.count);
             for v in &mut values {
                 *v = remap[*v as usize];
             }
-            for span in &plan.vertices {
-                let old = accessors::read_packed(model, span)?;
-                let mut new = vec![0; old.len()];
-                for (i, e) in old.chunks_exact(span.size.max(1)).enumerate() {
-                    let at = remap[i] as usize * span.size;
-                    new[at..at + span.size].copy_from_slice(e);
-                }
-                accessors::write_packed(model, span, &new)?;
-            }
-            let bytes = accessors::encode_indices(&values, plan.indices.component)
-                .ok_or("indices do not fit their type")?;
-            accessors::write_packed(model, &plan.indices, &bytes)?;
+            rewrite(model, &plan, &values, &remap).map_err(unrecoverable)?;
             done.primitives += 1;
         }
     }
@@ -267,6 +332,32 @@ mod tests {
     fn fetch_order_numbers_vertices_by_first_use_and_keeps_unused_ones() {
         assert_eq!(fetch_order(&[3, 1, 3, 0], 5), vec![2, 1, 3, 0, 4]);
         assert_eq!(fetch_order(&[], 2), vec![0, 1]);
+    }
+
+    #[test]
+    fn overlapping_views_group_by_sorting() {
+        let m = crate::processors::model::document::tests::model_with(
+            serde_json::json!({
+                "asset": {"version": "2.0"},
+                "buffers": [{"byteLength": 40}, {"byteLength": 40}],
+                "bufferViews": [
+                    {"buffer": 0, "byteOffset": 20, "byteLength": 10},
+                    {"buffer": 0, "byteOffset": 0, "byteLength": 12},
+                    {"buffer": 0, "byteOffset": 10, "byteLength": 11},
+                    {"buffer": 1, "byteOffset": 0, "byteLength": 10},
+                    {"buffer": 0, "byteOffset": 30, "byteLength": 10},
+                    {"buffer": 0, "byteOffset": 30, "byteLength": 99},
+                ],
+            }),
+            vec![vec![0; 40], vec![0; 40]],
+        );
+        let o = overlaps(&m);
+        let mut groups: Vec<Vec<usize>> = o.members.clone();
+        groups.iter_mut().for_each(|g| g.sort_unstable());
+        groups.sort();
+        // 1 overlaps 2, 2 overlaps 0; 4 only touches 0; 3 is in another buffer; 5 is invalid.
+        assert_eq!(groups, vec![vec![0, 1, 2], vec![3], vec![4], vec![5]]);
+        assert_eq!(o.group[0], o.group[1]);
     }
 
     #[test]

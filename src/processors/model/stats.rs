@@ -6,17 +6,25 @@
 //! each mesh's box, from its `POSITION` data (not the accessors' `min`/`max`, which may lie),
 //! placed by the node transforms of the default scene (the first scene when none is named;
 //! meshes as they are when there is no scene). A rotated mesh gives the box around its
-//! rotated box, which can be larger than the tightest one.
+//! rotated box, which can be larger than the tightest one. Bounds are computed in `f64`; a
+//! box past `f32` (two nested scales of 1e20 make 1e40) fails `stats` with the reason,
+//! never a clipped box. Each `POSITION` accessor is read once however many primitives share
+//! it.
 
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gltf::json::Root;
 use gltf::json::mesh::{Mode, Semantic};
 use gltf::json::validation::Checked;
 use serde::Serialize;
+use stagehand_core::ProcessError;
 
 use super::accessors;
 use super::document::{Model, vertex_count};
+use super::graph::position_of;
+use super::unrecoverable;
+use crate::processors::common::Work;
 
 /// An axis-aligned box.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -27,19 +35,28 @@ pub struct Bounds {
     pub max: [f32; 3],
 }
 
-impl Bounds {
-    fn add(this: Option<Bounds>, p: [f32; 3]) -> Option<Bounds> {
-        if p.iter().any(|c| !c.is_finite()) {
-            return this;
-        }
-        let b = this.unwrap_or(Bounds { min: p, max: p });
-        Some(Bounds {
+/// A box in 64-bit floats, as bounds are computed (a world scale such as 1e40 is past
+/// `f32`; the result is checked to fit before it is reported).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Box64 {
+    min: [f64; 3],
+    max: [f64; 3],
+}
+
+impl Box64 {
+    fn add(this: Option<Box64>, p: [f64; 3]) -> Option<Box64> {
+        let b = this.unwrap_or(Box64 { min: p, max: p });
+        Some(Box64 {
             min: [0, 1, 2].map(|i| b.min[i].min(p[i])),
             max: [0, 1, 2].map(|i| b.max[i].max(p[i])),
         })
     }
 
-    fn corners(&self) -> impl Iterator<Item = [f32; 3]> + '_ {
+    fn union(a: Option<Box64>, b: Box64) -> Option<Box64> {
+        Box64::add(Box64::add(a, b.min), b.max)
+    }
+
+    fn corners(&self) -> impl Iterator<Item = [f64; 3]> + '_ {
         (0..8).map(|k| {
             [0, 1, 2].map(|i| {
                 if k & (1 << i) == 0 {
@@ -49,6 +66,23 @@ impl Bounds {
                 }
             })
         })
+    }
+
+    /// The box as reported, or why it cannot be: a coordinate that is not finite in `f32`.
+    fn to_bounds(self) -> Result<Bounds, String> {
+        let narrow = |v: [f64; 3]| v.map(|c| c as f32);
+        let b = Bounds {
+            min: narrow(self.min),
+            max: narrow(self.max),
+        };
+        if b.min.iter().chain(&b.max).all(|c| c.is_finite()) {
+            Ok(b)
+        } else {
+            Err(format!(
+                "the bounds ({:e}, {:e}, {:e})..({:e}, {:e}, {:e}) are not finite in 32-bit floats: the node transforms place the meshes past them",
+                self.min[0], self.min[1], self.min[2], self.max[0], self.max[1], self.max[2]
+            ))
+        }
     }
 }
 
@@ -99,21 +133,40 @@ pub(super) fn triangles(root: &Root) -> u64 {
         .sum()
 }
 
-/// The box of each mesh in its own space.
-fn mesh_bounds(model: &Model) -> Result<Vec<Option<Bounds>>, String> {
+/// The box of each mesh in its own space; each `POSITION` accessor is read once however
+/// many primitives share it, and the work stops between primitives when its attempt ended.
+fn mesh_bounds(model: &Model, work: &Work) -> Result<Vec<Option<Box64>>, ProcessError> {
+    let mut of_accessor: BTreeMap<usize, Option<Box64>> = BTreeMap::new();
     let mut boxes = Vec::with_capacity(model.root.meshes.len());
     for mesh in &model.root.meshes {
         let mut b = None;
-        for p in &mesh.primitives {
-            if let Some(i) = p.attributes.get(&Checked::Valid(Semantic::Positions)) {
-                for v in accessors::read_vec3(model, i.value())? {
-                    b = Bounds::add(b, v);
-                }
+        for i in mesh.primitives.iter().filter_map(position_of) {
+            work.check()?;
+            let found = match of_accessor.entry(i) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => *e.insert(accessor_box(model, i).map_err(unrecoverable)?),
+            };
+            if let Some(found) = found {
+                b = Box64::union(b, found);
             }
         }
         boxes.push(b);
     }
     Ok(boxes)
+}
+
+/// The box of one `POSITION` accessor's data.
+fn accessor_box(model: &Model, i: usize) -> Result<Option<Box64>, String> {
+    let mut b = None;
+    for v in accessors::read_vec3(model, i)? {
+        if v.iter().any(|c| !c.is_finite()) {
+            return Err(format!(
+                "accessors[{i}] (POSITION) holds a value that is not a finite number"
+            ));
+        }
+        b = Box64::add(b, v.map(f64::from));
+    }
+    Ok(b)
 }
 
 type Mat = [f64; 16]; // column-major, as glTF
@@ -164,30 +217,25 @@ fn local(node: &gltf::json::Node) -> Mat {
     ]
 }
 
-fn apply(m: &Mat, p: [f32; 3]) -> [f32; 3] {
-    let p = p.map(f64::from);
-    [0, 1, 2].map(|r| (m[r] * p[0] + m[4 + r] * p[1] + m[8 + r] * p[2] + m[12 + r]) as f32)
+fn apply(m: &Mat, p: [f64; 3]) -> [f64; 3] {
+    [0, 1, 2].map(|r| m[r] * p[0] + m[4 + r] * p[1] + m[8 + r] * p[2] + m[12 + r])
 }
 
-/// The world-space box of the default scene.
-fn world_bounds(model: &Model, boxes: &[Option<Bounds>]) -> Option<Bounds> {
+/// The world-space box of the default scene, in `f64`. The walk is iterative and visits
+/// each node once (validation has refused cycles and second parents already).
+fn world_bounds(model: &Model, boxes: &[Option<Box64>]) -> Result<Option<Box64>, String> {
     let root = &model.root;
     let scene = root
         .scene
         .map(|s| s.value())
         .or((!root.scenes.is_empty()).then_some(0));
     let Some(scene) = scene.and_then(|s| root.scenes.get(s)) else {
-        return boxes
-            .iter()
-            .flatten()
-            .flat_map(Bounds::corners)
-            .fold(None, Bounds::add);
+        return Ok(boxes.iter().flatten().copied().fold(None, Box64::union));
     };
     let mut out = None;
     let mut seen = BTreeSet::new();
     let mut stack: Vec<(usize, Mat)> = scene.nodes.iter().map(|n| (n.value(), IDENTITY)).collect();
     while let Some((index, parent)) = stack.pop() {
-        // A node reached twice (a cycle, or a child of two parents) is not glTF; visit once.
         let Some(node) = root.nodes.get(index).filter(|_| seen.insert(index)) else {
             continue;
         };
@@ -198,25 +246,35 @@ fn world_bounds(model: &Model, boxes: &[Option<Bounds>]) -> Option<Bounds> {
             .copied()
             .flatten()
         {
-            out = b.corners().map(|c| apply(&world, c)).fold(out, Bounds::add);
+            for c in b.corners().map(|c| apply(&world, c)) {
+                if c.iter().any(|x| !x.is_finite()) {
+                    return Err(format!(
+                        "nodes[{index}]'s world transform is not finite in 64-bit floats (its ancestors' scales multiply past them)"
+                    ));
+                }
+                out = Box64::add(out, c);
+            }
         }
         for child in node.children.iter().flatten() {
             stack.push((child.value(), world));
         }
     }
-    out
+    Ok(out)
 }
 
 /// The model's stats.
-pub(super) fn stats(model: &Model) -> Result<Stats, String> {
+pub(super) fn stats(model: &Model, work: &Work) -> Result<Stats, ProcessError> {
     let root = &model.root;
-    let boxes = mesh_bounds(model)?;
+    let boxes = mesh_bounds(model, work)?;
+    let bounds = world_bounds(model, &boxes)
+        .and_then(|b| b.map(Box64::to_bounds).transpose())
+        .map_err(unrecoverable)?;
     Ok(Stats {
         meshes: root.meshes.len(),
         primitives: root.meshes.iter().map(|m| m.primitives.len()).sum(),
         vertices: vertex_count(root),
         triangles: triangles(root),
-        bounds: world_bounds(model, &boxes),
+        bounds,
         materials: root.materials.len(),
         textures: root.textures.len(),
         animations: root.animations.len(),
@@ -258,7 +316,7 @@ mod tests {
             ]),
             json!([{"nodes": [0]}]),
         );
-        let s = stats(&m).expect("stats");
+        let s = stats(&m, &Work::for_test(false)).expect("stats");
         assert_eq!(
             (s.meshes, s.primitives, s.vertices, s.triangles),
             (1, 1, 3, 1)
@@ -271,14 +329,77 @@ mod tests {
     }
 
     #[test]
+    fn bounds_past_f32_are_a_reason_not_a_clipped_box() {
+        let m = triangle(
+            json!([{"scale": [1e20, 1e20, 1e20], "children": [1]}, {"mesh": 0, "scale": [1e20, 1e20, 1e20]}]),
+            json!([{"nodes": [0]}]),
+        );
+        let err = stats(&m, &Work::for_test(false)).expect_err("not finite");
+        assert!(
+            err.to_string().contains("1e40")
+                && err.to_string().contains("not finite in 32-bit floats"),
+            "{err}"
+        );
+        // Ten nested scales of 1e38 pass even f64 (1e380).
+        let nodes: Vec<serde_json::Value> = (0..10)
+            .map(|i| match i {
+                9 => json!({"mesh": 0, "scale": [1e38, 1e38, 1e38]}),
+                _ => json!({"scale": [1e38, 1e38, 1e38], "children": [i + 1]}),
+            })
+            .collect();
+        let m = triangle(json!(nodes), json!([{"nodes": [0]}]));
+        let err = stats(&m, &Work::for_test(false)).expect_err("past f64");
+        assert!(
+            err.to_string()
+                .contains("nodes[9]'s world transform is not finite"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_ended_attempt_stops_stats_between_primitives() {
+        let m = triangle(json!([]), json!([]));
+        let err = stats(&m, &Work::for_test(true)).expect_err("stopped");
+        assert!(err.to_string().contains("the attempt ended"), "{err}");
+    }
+
+    #[test]
+    fn a_long_chain_of_nodes_is_walked_without_recursion() {
+        let n = 100_000;
+        let nodes: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                if i + 1 < n {
+                    json!({"translation": [1, 0, 0], "children": [i + 1]})
+                } else {
+                    json!({"mesh": 0})
+                }
+            })
+            .collect();
+        let m = triangle(json!(nodes), json!([{"nodes": [0]}]));
+        let b = stats(&m, &Work::for_test(false))
+            .expect("stats")
+            .bounds
+            .expect("bounds");
+        assert_eq!((b.min[0], b.max[0]), (99_999., 100_000.));
+    }
+
+    #[test]
     fn cycles_and_missing_scenes_do_not_hang_or_panic() {
         let m = triangle(
             json!([{"mesh": 0, "children": [1]}, {"children": [0, 5]}]),
             json!([{"nodes": [0]}]),
         );
-        assert!(stats(&m).expect("stats").bounds.is_some());
+        assert!(
+            stats(&m, &Work::for_test(false))
+                .expect("stats")
+                .bounds
+                .is_some()
+        );
         let m = triangle(json!([]), json!([]));
-        let b = stats(&m).expect("stats").bounds.expect("untransformed");
+        let b = stats(&m, &Work::for_test(false))
+            .expect("stats")
+            .bounds
+            .expect("untransformed");
         assert_eq!((b.min, b.max), ([0., 0., 0.], [1., 1., 0.]));
     }
 }
