@@ -78,10 +78,7 @@ fn limits(bounds: &Bounds, pixels: u64) -> Limits {
     limits
 }
 
-fn reader<'a>(
-    bytes: &'a [u8],
-    limits: Limits,
-) -> Result<ImageReader<Cursor<&'a [u8]>>, ProcessError> {
+fn reader(bytes: &[u8], limits: Limits) -> Result<ImageReader<Cursor<&[u8]>>, ProcessError> {
     let format = image::guess_format(bytes).map_err(|_| {
         bad("the input is not an image this processor reads (JPEG, PNG, WebP or GIF, judged by its first bytes)")
     })?;
