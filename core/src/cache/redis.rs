@@ -130,16 +130,16 @@ impl RedisTier {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(|e| self.counted(e))?;
-        match text {
-            Some(text) => {
+        match (text, time_left(left)) {
+            (Some(text), Some(ttl)) => {
                 self.counters.hit();
                 let stored = Stored {
                     text: Arc::from(text),
-                    ttl: u64::try_from(left).ok().map(Duration::from_millis),
+                    ttl,
                 };
                 Ok(Some((stored, tags)))
             }
-            None => {
+            _ => {
                 self.counters.miss();
                 Ok(None)
             }
@@ -164,6 +164,17 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// A `PTTL` answer read beside a `GET` that found the value: `Some(None)` for no expiry,
+/// `Some(Some(left))`, or `None` when the key expired between the two commands (-2): a miss,
+/// never a value without expiry (which a memory tier would then keep for its whole TTL).
+fn time_left(pttl: i64) -> Option<Option<Duration>> {
+    match pttl {
+        -1 => Some(None),
+        left if left >= 0 => Some(Some(Duration::from_millis(left as u64))),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl CacheTier for RedisTier {
     async fn get(&self, key: &str, with_ttl: bool) -> Result<Option<Stored>, CacheError> {
@@ -176,10 +187,13 @@ impl CacheTier for RedisTier {
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| self.counted(e))?;
-            text.map(|text| Stored {
-                text: Arc::from(text),
-                ttl: u64::try_from(left).ok().map(Duration::from_millis),
-            })
+            match (text, time_left(left)) {
+                (Some(text), Some(ttl)) => Some(Stored {
+                    text: Arc::from(text),
+                    ttl,
+                }),
+                _ => None,
+            }
         } else {
             let text: Option<String> = conn.get(&name).await.map_err(|e| self.counted(e))?;
             text.map(|text| Stored {
@@ -371,5 +385,18 @@ impl RedisTier {
     fn counted(&self, err: redis::RedisError) -> CacheError {
         self.counters.error();
         unavailable(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_that_expired_between_get_and_pttl_is_a_miss_not_a_persistent_value() {
+        assert_eq!(time_left(-2), None);
+        assert_eq!(time_left(-1), Some(None));
+        assert_eq!(time_left(0), Some(Some(Duration::ZERO)));
+        assert_eq!(time_left(80), Some(Some(Duration::from_millis(80))));
     }
 }
