@@ -358,12 +358,28 @@ pub fn validate_job_id(id: &str) -> Result<(), OptionsError> {
             "must not contain control characters",
         ));
     }
+    if id == "." || id == ".." {
+        return Err(OptionsError::new(
+            "job_id",
+            "must not be '.' or '..' (a URL path cannot name them: clients resolve them away)",
+        ));
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_a_url_cannot_name_are_refused() {
+        for id in [".", ".."] {
+            assert!(validate_job_id(id).is_err(), "{id}");
+        }
+        for id in ["...", ".a", "a.b", "order-42"] {
+            assert!(validate_job_id(id).is_ok(), "{id}");
+        }
+    }
 
     #[test]
     fn exponential_backoff_doubles_and_caps() {
