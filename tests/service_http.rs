@@ -414,3 +414,37 @@ async fn sigterm_during_an_active_export_lets_it_finish_and_leaves_none_active()
         std::fs::read_to_string(service.data_file("out/big.csv")).expect("the export was written");
     assert_eq!(csv.lines().count(), rows + 1, "header + every row");
 }
+
+#[tokio::test]
+async fn logs_are_one_json_object_per_line_when_asked() {
+    let service = Service::start("[log]\nformat = \"json\"\n").await;
+    service
+        .api
+        .add(
+            "export",
+            json!({"name": "r", "data": {"format": "csv", "records": [{"a": 1}]}}),
+        )
+        .await;
+    let log = common::eventually("the export's log line", || async {
+        let log = service.log();
+        log.contains("export written").then_some(log)
+    })
+    .await;
+    let mut serving = None;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+        if value["fields"]["message"] == "stagehand serving" {
+            serving = Some(value);
+        }
+    }
+    let serving = serving.expect("the serving line");
+    assert_eq!(
+        serving["fields"]["listening"],
+        format!("127.0.0.1:{}", service.port)
+    );
+}

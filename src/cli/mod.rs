@@ -216,7 +216,7 @@ fn serve(file: Option<PathBuf>, bind: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    init_tracing(&settings.log.filter);
+    init_tracing(&settings.log.filter, settings.log.format);
     let system = actix_web::rt::System::new();
     match system.block_on(crate::service::serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -228,16 +228,20 @@ fn serve(file: Option<PathBuf>, bind: Option<String>) -> ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: crate::config::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Json => builder.json().init(),
+        crate::config::LogFormat::Text => {
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).init()
+        }
+    }
 }

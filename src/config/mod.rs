@@ -289,6 +289,19 @@ impl Default for PubSubSettings {
 pub struct LogSettings {
     /// A `tracing` filter such as `info` or `stagehand=debug,info` (`RUST_LOG` wins).
     pub filter: String,
+    /// `text` (for people) or `json` (one object per line, for log shippers).
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-11-26T10:00:00Z  INFO message key=value`.
+    #[default]
+    Text,
+    /// `{"timestamp":...,"level":"INFO","fields":{"message":...,"key":...}}` per line.
+    Json,
 }
 
 /// The seed's queues and their concurrency.
@@ -438,6 +451,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         LogSettings {
             filter: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }

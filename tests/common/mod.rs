@@ -201,10 +201,18 @@ pub struct Service {
     child: Option<Child>,
 }
 
-/// The port in the service's "stagehand serving listening=127.0.0.1:PORT" log line.
+/// The port in the service's "stagehand serving listening=127.0.0.1:PORT" log line (or its
+/// JSON form, `"listening":"127.0.0.1:PORT"`).
 fn listening_port(log: &str) -> Option<u16> {
     let line = log.lines().find(|l| l.contains("stagehand serving"))?;
-    let addr = line.split("listening=").nth(1)?.split([' ', ',']).next()?;
+    let addr = match line.split("listening=").nth(1) {
+        Some(rest) => rest.split([' ', ',']).next()?,
+        None => line
+            .split("\"listening\":\"")
+            .nth(1)?
+            .split(['"', ','])
+            .next()?,
+    };
     addr.rsplit(':').next()?.parse().ok()
 }
 
