@@ -161,8 +161,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Writes `bytes` under `key`, replacing what was there.
-    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+    /// The path `key` names, when something may be written there: not a reserved folder
+    /// itself, and (on local disk) not through or onto a directory.
+    fn writable_path(&self, key: &str) -> Result<Path, StorageError> {
         let path = Self::path(key)?;
         if RESERVED.contains(&path.as_ref()) {
             return Err(StorageError::InvalidKey {
@@ -172,6 +173,12 @@ impl Storage {
             });
         }
         self.check_local(key, &path)?;
+        Ok(path)
+    }
+
+    /// Writes `bytes` under `key`, replacing what was there.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let path = self.writable_path(key)?;
         self.store
             .put_opts(&path, PutPayload::from(bytes), PutOptions::default())
             .await
@@ -243,15 +250,7 @@ impl Storage {
     /// A writer to `key`, for output made in pieces: it uploads in parts as it fills, and
     /// the object appears whole when the writer is shut down (`AsyncWriteExt::shutdown`).
     pub fn writer(&self, key: &str) -> Result<object_store::buffered::BufWriter, StorageError> {
-        let path = Self::path(key)?;
-        if RESERVED.contains(&path.as_ref()) {
-            return Err(StorageError::InvalidKey {
-                key: key.into(),
-                reason: "reserved: the built-in processors write their default outputs under it"
-                    .into(),
-            });
-        }
-        self.check_local(key, &path)?;
+        let path = self.writable_path(key)?;
         Ok(object_store::buffered::BufWriter::new(
             Arc::clone(&self.store),
             path,
