@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod processors;
 pub mod pubsub;
 pub mod schedules;

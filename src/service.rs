@@ -86,6 +86,8 @@ pub fn resources(settings: &Settings, pubsub: Option<PubSub>) -> anyhow::Result<
 
 /// Runs the service until SIGTERM or Ctrl-C. Call inside an actix `System`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Before the runtime, whose handles register with the recorder installed when made.
+    let exporter = crate::metrics::Exporter::install().map_err(|e| anyhow::anyhow!(e))?;
     let backend = Backend::from_settings(&settings).await?;
     backend.report_at_start();
     let pubsub = crate::pubsub::from_settings(&settings).await?;
@@ -98,7 +100,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(two_tier) = &two_tier {
         crate::pubsub::announce_changes(two_tier, &pubsub);
     }
-    crate::pubsub::start_subscribers(&settings, &pubsub, &cache, &runtime);
+    let subscribers = crate::pubsub::start_subscribers(&settings, &pubsub, &cache, &runtime);
     let owners = backend.schedule_owners();
     upsert_configured_schedules(&settings, &runtime, &owners).await?;
     let (_scheduler, scheduler) =
@@ -107,6 +109,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(cache = %cache.stats().strategy, pubsub = pubsub.transport().kind(), "cache and pub/sub ready");
     let state = ApiState::new(runtime.clone(), settings.http.max_body_bytes)
         .with_cache(cache)
+        .with_metrics(exporter)
+        .with_subscribers(subscribers)
         .with_scheduler(scheduler)
         .with_schedule_owners(owners)
         .with_pubsub(pubsub)

@@ -5,11 +5,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine as _;
-use common::{Service, eventually};
+use common::{Service, eventually, python};
 use serde_json::{Value, json};
 
 /// A running aiosmtpd with the test's scripted behaviours.
@@ -17,16 +17,6 @@ struct Smtp {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
-}
-
-/// Debian's Python, which has `python3-aiosmtpd` (another `python3` may come first on PATH).
-fn python() -> PathBuf {
-    let debian = PathBuf::from("/usr/bin/python3");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("python3")
-    }
 }
 
 impl Smtp {

@@ -44,6 +44,22 @@ pub enum AlertKind {
     ScheduleBlocked,
 }
 
+impl AlertKind {
+    /// Its name, as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::JobFailed => "job_failed",
+            AlertKind::ProcessorPanic => "processor_panic",
+            AlertKind::PoolIntensityExceeded => "pool_intensity_exceeded",
+            AlertKind::SupervisorGaveUp => "supervisor_gave_up",
+            AlertKind::StoreUnavailable => "store_unavailable",
+            AlertKind::HandlerFailed => "handler_failed",
+            AlertKind::MessagesDropped => "messages_dropped",
+            AlertKind::ScheduleBlocked => "schedule_blocked",
+        }
+    }
+}
+
 /// One alert.
 #[derive(Debug, Clone, PartialEq, Serialize, Message)]
 #[rtype(result = "()")]
@@ -209,7 +225,30 @@ impl Handler<RecentAlerts> for AlertActor {
 /// Sends an alert without waiting; a full alert mailbox drops it with a warning rather than
 /// blocking the sender.
 pub fn raise(alerts: &Addr<AlertActor>, alert: Alert) {
+    crate::metrics::alert_raised(alert.kind.as_str());
     if let Err(err) = alerts.try_send(alert) {
         tracing::warn!(error = %err, "alert mailbox full or closed; alert dropped");
+    }
+}
+
+#[cfg(test)]
+mod kind_names {
+    use super::AlertKind;
+
+    #[test]
+    fn as_str_is_the_serialized_name() {
+        use AlertKind::*;
+        for kind in [
+            JobFailed,
+            ProcessorPanic,
+            PoolIntensityExceeded,
+            SupervisorGaveUp,
+            StoreUnavailable,
+            HandlerFailed,
+            MessagesDropped,
+            ScheduleBlocked,
+        ] {
+            assert_eq!(serde_json::to_value(kind).expect("serializes"), kind.as_str());
+        }
     }
 }

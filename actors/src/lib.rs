@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod pool;
 pub mod pubsub;
 pub mod queue;

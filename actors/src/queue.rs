@@ -15,6 +15,8 @@ use stagehand_core::{
 };
 use tokio::sync::oneshot;
 
+use crate::metrics::{MailboxDepth, QueueMetrics};
+
 /// The reply channel every queue message carries.
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -201,6 +203,8 @@ pub struct QueueHandle {
     defaults: Arc<JobOptions>,
     mailbox: usize,
     addr: Addr<QueueActor>,
+    metrics: QueueMetrics,
+    depth: MailboxDepth,
 }
 
 impl std::fmt::Debug for QueueHandle {
@@ -217,12 +221,15 @@ impl QueueHandle {
         defaults: JobOptions,
         mailbox: usize,
         addr: Addr<QueueActor>,
+        metrics: QueueMetrics,
     ) -> Self {
         QueueHandle {
             name: name.into(),
             defaults: Arc::new(defaults),
             mailbox,
             addr,
+            metrics,
+            depth: MailboxDepth::new("queue"),
         }
     }
 
@@ -249,6 +256,7 @@ impl QueueHandle {
         QueueActor: Handler<M>,
     {
         let (tx, rx) = oneshot::channel();
+        let _in_flight = self.depth.enter();
         self.addr.try_send(make(tx)).map_err(|err| match err {
             SendError::Full(_) => QueueError::Busy {
                 queue: self.name.to_string(),
@@ -275,7 +283,14 @@ impl QueueHandle {
 
     /// Adds jobs in order; returns one result per job.
     pub async fn add(&self, jobs: Vec<NewJob>) -> Result<Vec<AddResult>, QueueError> {
-        self.call(true, |reply| AddJobs { jobs, reply }).await
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        let added = self.call(true, |reply| AddJobs { jobs, reply }).await?;
+        for (name, result) in names.iter().zip(&added) {
+            if result.created {
+                self.metrics.job(name).added.increment(1);
+            }
+        }
+        Ok(added)
     }
 
     /// Reads one job.

@@ -158,9 +158,10 @@ impl RuntimeBuilder {
             let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 QueueActor::new(actor_store, capacity)
             });
+            let metrics = crate::metrics::QueueMetrics::new(&spec.name);
             queues.insert(
                 spec.name.clone(),
-                QueueHandle::new(&spec.name, spec.defaults, capacity, addr),
+                QueueHandle::new(&spec.name, spec.defaults, capacity, addr, metrics.clone()),
             );
             if let Some(processor) = spec.processor {
                 let pool = PoolSpec {
@@ -170,6 +171,7 @@ impl RuntimeBuilder {
                     supervision: self.supervision,
                     mailbox: self.mailbox.pool,
                     health: Arc::clone(&health),
+                    metrics,
                 };
                 pools.push((spec.name.clone(), pool, arbiter.handle()));
             }

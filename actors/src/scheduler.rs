@@ -117,6 +117,14 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
             match step.await {
                 Ok((report, at)) => {
                     backoff.remove(&name);
+                    crate::metrics::schedule_step(
+                        &name,
+                        report
+                            .fired
+                            .iter()
+                            .map(|(_, fire, at)| at.saturating_sub(*fire)),
+                        report.skipped,
+                    );
                     for (id, fire, _) in &report.fired {
                         tracing::debug!(queue = %name, schedule = %id, fire_ms = fire, "schedule fired");
                     }

@@ -253,6 +253,24 @@ impl Job {
         }
     }
 
+    /// When the job last became ready to run: its `run_at`, or the end of its previous attempt
+    /// when that is later (a retry with no delay, a stall, a hand-back).
+    pub fn ready_at(&self) -> u64 {
+        let current = usize::from(self.processed_at.is_some());
+        let previous_end = self
+            .history
+            .iter()
+            .rev()
+            .skip(current)
+            .find_map(|attempt| attempt.finished_at);
+        previous_end.map_or(self.run_at, |end| end.max(self.run_at))
+    }
+
+    /// How long the running attempt waited between ready and started (ms), once started.
+    pub fn waited_ms(&self) -> Option<u64> {
+        Some(self.processed_at?.saturating_sub(self.ready_at()))
+    }
+
     /// Attempts that count against `options.attempts`: stalls and releases are not the job's fault.
     pub fn failures_budget_used(&self) -> u32 {
         self.attempts_made

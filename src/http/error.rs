@@ -52,6 +52,11 @@ pub enum ApiError {
     /// 404: this service runs no cache.
     #[error("this service has no cache configured")]
     NoCache,
+    /// 404: this process installed no Prometheus recorder.
+    #[error(
+        "this process has no Prometheus recorder (an embedding app installs one with stagehand::metrics::Exporter::install)"
+    )]
+    NoMetrics,
     /// 404: this service runs no pub/sub.
     #[error("this service has no pub/sub configured")]
     NoPubSub,
@@ -83,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::NoCache => "no_cache",
             ApiError::NoPubSub => "no_pubsub",
+            ApiError::NoMetrics => "no_metrics",
             ApiError::PubSub(PubSubError::Invalid(_)) => "bad_request",
             ApiError::PubSub(PubSubError::Unavailable { .. }) => "pubsub_unavailable",
             ApiError::Cache(e) => match e {
@@ -123,7 +129,8 @@ impl ResponseError for ApiError {
             | ApiError::UnknownKey(_)
             | ApiError::UnknownSchedule(_)
             | ApiError::NoCache
-            | ApiError::NoPubSub => StatusCode::NOT_FOUND,
+            | ApiError::NoPubSub
+            | ApiError::NoMetrics => StatusCode::NOT_FOUND,
             ApiError::PubSub(PubSubError::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PubSub(PubSubError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,

@@ -9,6 +9,7 @@ mod error;
 mod framing;
 mod head_guard;
 mod jobs;
+mod metrics;
 mod queues;
 mod redis;
 mod schedules;
@@ -48,6 +49,8 @@ pub struct ApiState {
     redis: Vec<RedisEndpoint>,
     scheduler: Option<stagehand_actors::scheduler::SchedulerHandle>,
     owners: crate::schedules::Owners,
+    exporter: Option<Arc<crate::metrics::Exporter>>,
+    subscribers: crate::pubsub::Subscribers,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -72,6 +75,8 @@ impl ApiState {
             redis: Vec::new(),
             scheduler: None,
             owners: crate::schedules::Owners::default(),
+            exporter: None,
+            subscribers: crate::pubsub::Subscribers::default(),
         }
     }
 
@@ -118,6 +123,18 @@ impl ApiState {
     /// The same API, reporting these Redis servers at `/api/redis`.
     pub fn with_redis(mut self, endpoints: Vec<RedisEndpoint>) -> Self {
         self.redis = endpoints;
+        self
+    }
+
+    /// The same API, serving `exporter`'s metrics at `/metrics`.
+    pub fn with_metrics(mut self, exporter: Arc<crate::metrics::Exporter>) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The same API, counting these subscribers' messages in `/metrics`.
+    pub fn with_subscribers(mut self, subscribers: crate::pubsub::Subscribers) -> Self {
+        self.subscribers = subscribers;
         self
     }
 
@@ -177,6 +194,12 @@ pub fn scope(
                 .route(web::get().to(ready))
                 .route(web::head().to(ready)),
         )
+        .service(
+            resource("/metrics", "GET, HEAD")
+                .route(web::get().to(metrics::prometheus))
+                .route(web::head().to(metrics::prometheus)),
+        )
+        .service(resource("/api/metrics", "GET").route(web::get().to(metrics::aggregate)))
         .service(resource("/api/queues", "GET").route(web::get().to(queues::list)))
         .service(resource("/api/queues/{queue}", "GET").route(web::get().to(queues::show)))
         .service(resource("/api/queues/{queue}/pause", "POST").route(web::post().to(queues::pause)))

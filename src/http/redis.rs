@@ -31,6 +31,11 @@ impl std::fmt::Debug for RedisEndpoint {
 const INFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(figures(&state).await))
+}
+
+/// Each Redis's role, address and INFO figures (or why they could not be read).
+pub(super) async fn figures(state: &ApiState) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for endpoint in &state.redis {
         let mut conn = endpoint.conn.clone();
@@ -47,5 +52,5 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, 
         };
         out.push(entry);
     }
-    Ok(HttpResponse::Ok().json(out))
+    out
 }

@@ -216,6 +216,17 @@ fn listening_port(log: &str) -> Option<u16> {
     addr.rsplit(':').next()?.parse().ok()
 }
 
+/// Debian's Python, which has the test's Python packages (`python3-aiosmtpd`,
+/// `python3-prometheus-client`); another `python3` may come first on PATH.
+pub fn python() -> PathBuf {
+    let debian = PathBuf::from("/usr/bin/python3");
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 /// The path of the built `stagehand` binary.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stagehand"))

@@ -27,6 +27,7 @@ use super::slots::{Running, Slots};
 use super::{PoolExit, PoolSpec};
 use crate::alert::{Alert, AlertActor, AlertKind, Severity, raise};
 use crate::config::PoolSettings;
+use crate::metrics::{JobHandles, QueueMetrics};
 use crate::supervision::{RestartDecision, RestartPolicy};
 
 /// How long a pool that gave up waits for its other jobs before handing them back.
@@ -34,6 +35,8 @@ pub(super) const ESCALATION_GRACE: Duration = Duration::from_secs(5);
 
 struct Finished {
     slot: usize,
+    handles: JobHandles,
+    started: Instant,
     id: JobId,
     token: LeaseToken,
     attempt: u32,
@@ -59,6 +62,7 @@ pub(super) struct Engine {
     /// Whether the last store call failed (an outage is alerted once).
     store_down: bool,
     health: Arc<crate::health::StoreHealth>,
+    metrics: QueueMetrics,
 }
 
 fn error_backoff() -> ExponentialBackoff {
@@ -93,6 +97,7 @@ impl Engine {
             draining: watch::channel(false).0,
             store_down: false,
             health: Arc::clone(&spec.health),
+            metrics: spec.metrics.clone(),
         }
     }
 
@@ -192,6 +197,11 @@ impl Engine {
         };
         let id = job.id.clone();
         let attempt = job.attempts_made;
+        if let Some(ms) = job.waited_ms() {
+            self.metrics.waited(ms as f64 / 1000.0);
+        }
+        let handles = self.metrics.job(&job.name);
+        self.metrics.busy(1.0);
         let ctx =
             JobContext::new(job, Arc::clone(&self.store)).with_shutdown(self.draining.subscribe());
         let processor = Arc::clone(&self.processor);
@@ -201,10 +211,13 @@ impl Engine {
         let span = tracing::info_span!("attempt", queue = %self.queue, job_id = %id, attempt);
         let handle = tokio::spawn(
             async move {
+                let started = Instant::now();
                 let result = run_attempt(processor.as_ref(), ctx).await;
                 // The loop only drops its receiver when it has stopped caring.
                 let _ = done.send(Finished {
                     slot,
+                    handles,
+                    started,
                     id: task_id,
                     token,
                     attempt,
@@ -270,6 +283,16 @@ impl Engine {
 
     fn after_settle(&self, f: &Finished, result: SettleResult) {
         let queue = &self.queue;
+        self.metrics.busy(-1.0);
+        if !matches!(result, SettleResult::Released | SettleResult::LeaseLost) {
+            f.handles.duration.record(f.started.elapsed().as_secs_f64());
+        }
+        match &result {
+            SettleResult::Completed => f.handles.completed.increment(1),
+            SettleResult::Retrying { .. } => f.handles.retried.increment(1),
+            SettleResult::Failed { .. } => f.handles.failed.increment(1),
+            SettleResult::Released | SettleResult::LeaseLost => {}
+        }
         match result {
             SettleResult::Completed => {
                 tracing::debug!(queue, job_id = %f.id, attempt = f.attempt, "job completed")
@@ -377,6 +400,8 @@ impl Engine {
         }
         match recovered {
             Ok(report) if !(report.requeued.is_empty() && report.failed.is_empty()) => {
+                self.metrics
+                    .stalled((report.requeued.len() + report.failed.len()) as u64);
                 tracing::warn!(queue = %self.queue, requeued = report.requeued.len(), failed = report.failed.len(), "recovered jobs whose lease expired");
             }
             Ok(_) => {}
@@ -403,6 +428,7 @@ impl Engine {
             })
             .collect();
         let n = settlements.len();
+        self.metrics.busy(-(n as f64));
         match self.store.settle(settlements).await {
             Ok(_) => {
                 tracing::warn!(queue = %self.queue, released = n, "grace period over; unfinished jobs handed back")

@@ -66,6 +66,8 @@ pub struct PoolSpec {
     pub mailbox: usize,
     /// Where its loops report whether the store answers.
     pub health: Arc<crate::health::StoreHealth>,
+    /// Its jobs' counters and histograms.
+    pub metrics: crate::metrics::QueueMetrics,
 }
 
 /// The processor pool actor.

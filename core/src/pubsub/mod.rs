@@ -139,6 +139,7 @@ pub struct PubSub {
     transport: Arc<dyn Transport>,
     published_by: String,
     node: String,
+    published: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PubSub {
@@ -157,7 +158,13 @@ impl PubSub {
             transport,
             published_by: published_by.to_string(),
             node: new_id(),
+            published: Arc::default(),
         }
+    }
+
+    /// Messages published through this value and its clones.
+    pub fn published(&self) -> u64 {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This process's node id (in every envelope it publishes).
@@ -184,6 +191,8 @@ impl PubSub {
         let payload = serde_json::to_string(&envelope)
             .map_err(|e| PubSubError::Invalid(format!("the message does not encode: {e}")))?;
         let receivers = self.transport.publish(channel, &payload).await?;
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok((envelope.metadata.id, receivers))
     }
 
