@@ -131,6 +131,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_connections: settings.http.max_connections,
     };
     let addr = settings.http.bind.parse().context("http.bind")?;
+    let streams = state.clone();
     let bound = http::server::bind(addr, state, &options).with_context(|| {
         format!(
             "http.bind: cannot listen on {} (another process may hold it: pick another with --bind 127.0.0.1:PORT or STAGEHAND_HTTP_BIND)",
@@ -159,6 +160,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // what could not be settled by then is left to lease recovery.
     // HTTP first, so that requests in flight get their store's answer; then the runtime.
     let stopping = async {
+        streams.close_streams();
         handle.stop(true).await;
         drain(&runtime, grace).await;
     };

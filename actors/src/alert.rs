@@ -248,7 +248,10 @@ mod kind_names {
             MessagesDropped,
             ScheduleBlocked,
         ] {
-            assert_eq!(serde_json::to_value(kind).expect("serializes"), kind.as_str());
+            assert_eq!(
+                serde_json::to_value(kind).expect("serializes"),
+                kind.as_str()
+            );
         }
     }
 }

@@ -587,6 +587,42 @@ pub async fn events_cover_every_job_of_a_bulk(store: Store) {
     assert_eq!(seen, ids, "one event per job, in order");
 }
 
+/// A follower that reconnects asks for the events after the last one it saw and gets exactly
+/// those, in order, even from the middle of a batched entry.
+pub async fn events_resume_after_a_position(store: Store) {
+    let mut live = store.subscribe();
+    let added = store
+        .add_bulk((0..120).map(|i| job(&i.to_string())).collect())
+        .await
+        .expect("add_bulk");
+    let mut seen = Vec::new();
+    while seen.len() < added.len() {
+        let e = tokio::time::timeout(PATIENCE, live.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        seen.push(e);
+    }
+    let positions: Vec<_> = seen.iter().map(|e| e.position.expect("placed")).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    for cut in [0, 59, 60, 118] {
+        let page = store
+            .events_after(positions[cut], 1_000)
+            .await
+            .expect("events_after");
+        assert!(!page.trimmed);
+        let ids: Vec<_> = page.events.iter().map(|e| e.id.clone()).collect();
+        let want: Vec<_> = seen[cut + 1..].iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, want, "after event {cut}");
+        assert_eq!(page.events[0].position, Some(positions[cut + 1]));
+    }
+    let page = store.events_after(positions[10], 5).await.expect("page");
+    assert_eq!(page.events.len(), 5, "at most max");
+    assert_eq!(page.events[0].id, seen[11].id);
+    let end = store.events_after(positions[119], 10).await.expect("end");
+    assert!(end.events.is_empty());
+}
+
 /// Jobs of the highest priority keep their order too (FIFO, `lifo` first), however large the
 /// priority number.
 pub async fn top_priority_keeps_its_order(store: Store) {
@@ -1205,7 +1241,8 @@ macro_rules! conformance_tests {
             due_delayed_jobs_read_as_ready, settle_and_fetch_does_both, fixed_backoff_is_applied,
             clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide,
             top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped,
-            schedules_upsert_idempotently, a_fire_is_claimed_once, due_and_paused_schedules);
+            schedules_upsert_idempotently, a_fire_is_claimed_once, due_and_paused_schedules,
+            events_resume_after_a_position);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

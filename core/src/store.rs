@@ -246,10 +246,14 @@ pub struct JobEvent {
     pub queue: String,
     /// The job.
     pub id: JobId,
-    /// What happened.
+    /// What happened (`event`, with its fields beside it).
+    #[serde(flatten)]
     pub kind: JobEventKind,
     /// When (ms since epoch).
     pub at: u64,
+    /// Its place in the queue's event history, where the store keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<crate::events::EventPosition>,
 }
 
 /// The kinds of [`JobEvent`].
@@ -442,6 +446,19 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Follows this queue's job events.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
+
+    /// Up to `max` events after `after`, oldest first, from the queue's event history (Redis:
+    /// its capped stream; memory: the last events since someone first subscribed).
+    async fn events_after(
+        &self,
+        after: crate::events::EventPosition,
+        max: usize,
+    ) -> Result<crate::events::EventPage, StoreError> {
+        let _ = (after, max);
+        Err(StoreError::Invalid(
+            "this store keeps no event history".into(),
+        ))
+    }
 
     /// Stores a schedule of this queue. A new one is stored as given; one whose spec changed
     /// takes the given next fire (and keeps its count); one whose spec is the same is left as

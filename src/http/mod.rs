@@ -6,6 +6,7 @@ mod cache;
 mod chunked;
 mod deadline;
 mod error;
+mod events;
 mod framing;
 mod head_guard;
 mod jobs;
@@ -51,6 +52,8 @@ pub struct ApiState {
     owners: crate::schedules::Owners,
     exporter: Option<Arc<crate::metrics::Exporter>>,
     subscribers: crate::pubsub::Subscribers,
+    /// Set when the server shuts down: event streams end, so they do not hold the drain.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -77,6 +80,7 @@ impl ApiState {
             owners: crate::schedules::Owners::default(),
             exporter: None,
             subscribers: crate::pubsub::Subscribers::default(),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -136,6 +140,12 @@ impl ApiState {
     pub fn with_subscribers(mut self, subscribers: crate::pubsub::Subscribers) -> Self {
         self.subscribers = subscribers;
         self
+    }
+
+    /// Ends every open event stream (each client is told to resume from its last id): call
+    /// it when the server begins to shut down.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     /// The same API, with `/ready` also asking `probe`.
@@ -200,6 +210,7 @@ pub fn scope(
                 .route(web::head().to(metrics::prometheus)),
         )
         .service(resource("/api/metrics", "GET").route(web::get().to(metrics::aggregate)))
+        .service(resource("/api/events", "GET").route(web::get().to(events::stream)))
         .service(resource("/api/queues", "GET").route(web::get().to(queues::list)))
         .service(resource("/api/queues/{queue}", "GET").route(web::get().to(queues::show)))
         .service(resource("/api/queues/{queue}/pause", "POST").route(web::post().to(queues::pause)))
@@ -222,6 +233,10 @@ pub fn scope(
             resource("/api/queues/{queue}/jobs/{id}", "GET, DELETE")
                 .route(web::get().to(jobs::show))
                 .route(web::delete().to(jobs::remove)),
+        )
+        .service(
+            resource("/api/queues/{queue}/jobs/{id}/wait", "GET")
+                .route(web::get().to(events::wait)),
         )
         .service(
             resource("/api/queues/{queue}/jobs/{id}/retry", "POST")

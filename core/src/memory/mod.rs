@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::clock::now_ms;
 use crate::error::StoreError;
+use crate::events::{EventPage, EventPosition};
 use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
 use signal::{MemorySignal, Shared};
 use state::{Entry, Events, Inner, Lease};
@@ -34,6 +35,18 @@ pub(crate) const CHUNK: usize = 1000;
 /// Events buffered per subscriber before the slowest one starts missing some.
 const EVENT_BUFFER: usize = 4096;
 
+/// Events kept for followers who reconnect ([`QueueStore::events_after`]), once someone
+/// has subscribed.
+const EVENT_HISTORY: usize = 10_000;
+
+/// The last events, numbered, once someone has followed them.
+#[derive(Default)]
+struct History {
+    /// Set by the first subscriber: until then nothing is kept.
+    enabled: std::sync::atomic::AtomicBool,
+    ring: Mutex<(u64, std::collections::VecDeque<JobEvent>)>,
+}
+
 /// The most jobs a memory store holds unless told otherwise: memory stays bounded.
 pub const DEFAULT_MAX_JOBS: u64 = 1_000_000;
 
@@ -42,6 +55,7 @@ pub struct MemoryStore {
     queue: Arc<str>,
     shared: Arc<Shared>,
     events: broadcast::Sender<JobEvent>,
+    history: Arc<History>,
     max_jobs: Option<u64>,
 }
 
@@ -64,6 +78,7 @@ impl MemoryStore {
                 work,
             }),
             events,
+            history: Arc::default(),
             max_jobs: Some(DEFAULT_MAX_JOBS),
         }
     }
@@ -74,6 +89,10 @@ impl MemoryStore {
 
     fn wants_events(&self) -> bool {
         self.events.receiver_count() > 0
+            || self
+                .history
+                .enabled
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn publish(&self, events: Events) {
@@ -81,14 +100,27 @@ impl MemoryStore {
             return;
         }
         let at = now_ms();
+        // Numbered, kept and sent under one lock, so the history and the live order agree.
+        let mut ring = self.history.ring.lock();
         for (id, kind) in events {
-            // No receiver left is not an error: nobody is following.
-            let _ = self.events.send(JobEvent {
+            ring.0 += 1;
+            let event = JobEvent {
                 queue: self.queue.to_string(),
                 id,
                 kind,
                 at,
-            });
+                position: Some(EventPosition {
+                    major: ring.0,
+                    minor: 0,
+                    index: 0,
+                }),
+            };
+            if ring.1.len() >= EVENT_HISTORY {
+                ring.1.pop_front();
+            }
+            ring.1.push_back(event.clone());
+            // No receiver left is not an error: nobody is following.
+            let _ = self.events.send(event);
         }
     }
 
@@ -565,7 +597,33 @@ impl QueueStore for MemoryStore {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.history
+            .enabled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.events.subscribe()
+    }
+
+    async fn events_after(
+        &self,
+        after: EventPosition,
+        max: usize,
+    ) -> Result<EventPage, StoreError> {
+        let ring = self.history.ring.lock();
+        let Some(first) = ring.1.front().and_then(|e| e.position) else {
+            return Ok(EventPage::default());
+        };
+        // Numbers are consecutive: the event after `after` sits at this offset.
+        let skip = after.major.saturating_add(1).saturating_sub(first.major);
+        Ok(EventPage {
+            events: ring
+                .1
+                .iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .take(max)
+                .cloned()
+                .collect(),
+            trimmed: first.major > after.major.saturating_add(1),
+        })
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<PutSchedule, StoreError> {

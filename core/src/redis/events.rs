@@ -11,6 +11,7 @@ use tokio::sync::{Notify, broadcast};
 
 use super::conn::{Conn, Target};
 use crate::clock::now_ms;
+use crate::events::{EventPage, EventPosition};
 use crate::store::{JobEvent, JobEventKind};
 
 fn text(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
@@ -21,9 +22,16 @@ fn text(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
     }
 }
 
+/// A stream entry id (`MS-SEQ`) as numbers.
+fn entry_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// The events of one stream entry: one job's (`id`, with the kind's fields) or many jobs' of one
-/// kind (`ids`, newline-separated, as the scripts batch them).
-fn decode(queue: &str, fields: &HashMap<String, Value>) -> Vec<JobEvent> {
+/// kind (`ids`, newline-separated, as the scripts batch them). Each is placed by the entry's
+/// id and its index in the entry, and dated by the entry (Redis's clock when it was written).
+pub(super) fn decode(queue: &str, entry: &str, fields: &HashMap<String, Value>) -> Vec<JobEvent> {
     let ids = match (text(fields, "id"), text(fields, "ids")) {
         (Some(id), _) => vec![id],
         (None, Some(ids)) => ids.split('\n').map(str::to_string).collect(),
@@ -32,13 +40,20 @@ fn decode(queue: &str, fields: &HashMap<String, Value>) -> Vec<JobEvent> {
     let Some(kind) = decode_kind(fields) else {
         return Vec::new();
     };
-    let at = now_ms();
+    let placed = entry_id(entry);
+    let at = placed.map_or_else(now_ms, |(ms, _)| ms);
     ids.into_iter()
-        .map(|id| JobEvent {
+        .enumerate()
+        .map(|(index, id)| JobEvent {
             queue: queue.to_string(),
             id: id.into(),
             kind: kind.clone(),
             at,
+            position: placed.map(|(major, minor)| EventPosition {
+                major,
+                minor,
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+            }),
         })
         .collect()
 }
@@ -160,7 +175,7 @@ pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<
                     for key in reply.keys {
                         for entry in key.ids {
                             if this.followed() {
-                                for event in decode(&queue, &entry.map) {
+                                for event in decode(&queue, &entry.id, &entry.map) {
                                     let _ = this.sender.send(event);
                                 }
                             }
@@ -186,4 +201,60 @@ pub(super) async fn follow(target: &Target, keys: &str, queue: &str, feed: Weak<
             }
         }
     });
+}
+
+/// Up to `max` events after `after` in `stream`, read with `XRANGE` from the entry holding
+/// `after` (its earlier events skipped), entry by entry until `max` events are found or the
+/// stream ends.
+pub(super) async fn after(
+    conn: &mut Conn,
+    stream: &str,
+    queue: &str,
+    after: EventPosition,
+    max: usize,
+) -> Result<EventPage, redis::RedisError> {
+    let oldest: Vec<(String, HashMap<String, Value>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    // Entries after `after`'s were trimmed when the oldest left is younger than it.
+    let trimmed = oldest
+        .first()
+        .and_then(|(id, _)| entry_id(id))
+        .is_some_and(|oldest| oldest > (after.major, after.minor));
+    let mut events = Vec::new();
+    let mut from = format!("{}-{}", after.major, after.minor);
+    let mut inclusive = true;
+    while events.len() < max {
+        let start = if inclusive {
+            from.clone()
+        } else {
+            format!("({from}")
+        };
+        let entries: Vec<(String, HashMap<String, Value>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(100)
+            .query_async(conn)
+            .await?;
+        let Some((last, _)) = entries.last() else {
+            break;
+        };
+        from = last.clone();
+        inclusive = false;
+        for (id, fields) in &entries {
+            for event in decode(queue, id, fields) {
+                if event.position.is_some_and(|p| p > after) && events.len() < max {
+                    events.push(event);
+                }
+            }
+        }
+    }
+    Ok(EventPage { events, trimmed })
 }

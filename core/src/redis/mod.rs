@@ -577,6 +577,22 @@ impl QueueStore for RedisStore {
         self.events.subscribe()
     }
 
+    async fn events_after(
+        &self,
+        after: crate::events::EventPosition,
+        max: usize,
+    ) -> Result<crate::events::EventPage, StoreError> {
+        events::after(
+            &mut self.conn.clone(),
+            &self.key("events"),
+            &self.queue,
+            after,
+            max,
+        )
+        .await
+        .map_err(read_failed)
+    }
+
     async fn put_schedule(&self, schedule: &Schedule) -> Result<PutSchedule, StoreError> {
         self.put_schedule_impl(schedule).await
     }
