@@ -230,6 +230,45 @@ backoff = {{ type = "fixed", delay_ms = 0 }}
     );
     assert_eq!(aggregate["cache"]["hits"], 1);
     assert_eq!(aggregate["cache"]["hit_rate"], 50.0);
+
+    // The per-minute history, once the pools have added their figures to the store.
+    let history = eventually("the history to hold the workload", || async {
+        let (_, email) = api.get("/api/queues/email/metrics").await;
+        let (_, export) = api.get("/api/queues/export/metrics").await;
+        (email["failed"] == 2 && export["completed"] == 5 && export["failed"] == 2)
+            .then_some((email, export))
+    })
+    .await;
+    let (email, export) = history;
+    let minutes = export["minutes"].as_array().expect("minutes");
+    assert_eq!(minutes.len(), 61, "every minute of the last hour: {export}");
+    let attempts: u64 = email["minutes"]
+        .as_array()
+        .expect("minutes")
+        .iter()
+        .map(|m| m["attempts"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(attempts, 6, "every attempt's duration: {email}");
+    let busy = minutes
+        .iter()
+        .find(|m| m["completed"].as_u64() > Some(0))
+        .expect("a minute");
+    assert!(busy["p50_ms"].is_u64() && busy["p99_ms"].is_u64(), "{busy}");
+    for bad in [
+        "/api/queues/export/metrics?from=2000&to=1000",
+        "/api/queues/export/metrics?from=0",
+        "/api/queues/export/metrics?from=yesterday",
+        "/api/queues/export/metrics?step=5",
+    ] {
+        let (status, body) = api.get(bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = api
+        .get("/api/queues/export/metrics?from=2026-11-26T00:00:00Z&to=2026-11-26T00:09:59Z")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["minutes"].as_array().map(Vec::len), Some(10));
+    assert_eq!(api.get("/api/queues/nope/metrics").await.0, 404);
 }
 
 /// Job names are user data: past a hundred per queue they share one label, so a client that

@@ -587,6 +587,48 @@ pub async fn events_cover_every_job_of_a_bulk(store: Store) {
     assert_eq!(seen, ids, "one event per job, in order");
 }
 
+/// Per-minute history: what processes record for one minute adds up; minutes past the
+/// history's length are not kept.
+pub async fn history_sums_what_processes_record(store: Store) {
+    use crate::history::{Ended, HISTORY_MINUTES, MinuteRecorder};
+    let now = crate::clock::now_ms();
+    let minute = now / 60_000;
+    let mut a = MinuteRecorder::default();
+    let mut b = MinuteRecorder::default();
+    for _ in 0..3 {
+        a.record(now, Ended::Completed, 7);
+    }
+    a.record(now - 60_000, Ended::Failed, 40);
+    b.record(now, Ended::Completed, 300);
+    b.record(now, Ended::Retried, 300);
+    // A minute from before the history's reach.
+    b.record((minute - HISTORY_MINUTES - 5) * 60_000, Ended::Completed, 1);
+    store.record_minutes(&a.take()).await.expect("record a");
+    store.record_minutes(&b.take()).await.expect("record b");
+    let read = store
+        .read_minutes(minute - HISTORY_MINUTES - 10, minute + 1)
+        .await
+        .expect("read");
+    let minutes: Vec<u64> = read.iter().map(|m| m.minute).collect();
+    assert_eq!(
+        minutes,
+        [minute - 1, minute],
+        "only kept minutes with figures"
+    );
+    assert_eq!((read[0].completed, read[0].failed), (0, 1));
+    assert_eq!((read[1].completed, read[1].failed), (4, 0));
+    assert_eq!(read[1].durations.iter().sum::<u64>(), 5);
+    assert_eq!(read[1].percentile(0.5), Some(10));
+    assert_eq!(read[1].percentile(0.99), Some(500));
+    assert!(
+        store
+            .read_minutes(minute + 1, minute)
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
 /// A follower that reconnects asks for the events after the last one it saw and gets exactly
 /// those, in order, even from the middle of a batched entry.
 pub async fn events_resume_after_a_position(store: Store) {
@@ -1242,7 +1284,7 @@ macro_rules! conformance_tests {
             clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide,
             top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped,
             schedules_upsert_idempotently, a_fire_is_claimed_once, due_and_paused_schedules,
-            events_resume_after_a_position);
+            events_resume_after_a_position, history_sums_what_processes_record);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

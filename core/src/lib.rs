@@ -7,6 +7,7 @@ pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod job;
 pub mod memory;
 pub mod options;

@@ -447,6 +447,26 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Follows this queue's job events.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;
 
+    /// Adds one process's per-minute figures to the queue's history (see [`crate::history`]).
+    async fn record_minutes(
+        &self,
+        minutes: &[crate::history::MinuteStats],
+    ) -> Result<(), StoreError> {
+        let _ = minutes;
+        Err(StoreError::Invalid("this store keeps no history".into()))
+    }
+
+    /// The queue's per-minute figures from minute `from` to `to` (both included; minutes
+    /// since the epoch), for the minutes that have any.
+    async fn read_minutes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::history::MinuteStats>, StoreError> {
+        let _ = (from, to);
+        Err(StoreError::Invalid("this store keeps no history".into()))
+    }
+
     /// Up to `max` events after `after`, oldest first, from the queue's event history (Redis:
     /// its capped stream; memory: the last events since someone first subscribed).
     async fn events_after(

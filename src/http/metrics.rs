@@ -2,7 +2,9 @@
 //! queue's counts, each Redis's figures, the cache's hit rate).
 
 use actix_web::{HttpResponse, web};
+use serde::Deserialize;
 use serde_json::{Map, json};
+use stagehand_core::history::{HISTORY_MINUTES, series};
 
 use super::{ApiError, ApiState};
 use crate::metrics::Sources;
@@ -46,4 +48,75 @@ pub(super) async fn aggregate(state: web::Data<ApiState>) -> Result<HttpResponse
     let redis = super::redis::figures(&state).await;
     let cache = state.cache.as_ref().map(|cache| cache.stats());
     Ok(HttpResponse::Ok().json(json!({ "queues": queues, "redis": redis, "cache": cache })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A time as ms since the epoch or RFC 3339.
+fn parse_time(field: &str, text: &str) -> Result<u64, ApiError> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{field}: '{text}' is neither ms since the epoch nor an RFC 3339 time"
+            ))
+        })
+}
+
+/// `GET /api/queues/{q}/metrics?from=&to=`: the queue's per-minute history (every minute of
+/// the range, zeros where nothing ended), from the store; the last hour by default, 14 days
+/// at most.
+pub(super) async fn history(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let name = path.into_inner();
+    state.queue(&name)?;
+    let store = state
+        .runtime
+        .store(&name)
+        .ok_or_else(|| ApiError::BadRequest(format!("queue '{name}' has no store")))?;
+    let to = match &query.to {
+        Some(text) => parse_time("to", text)?,
+        None => stagehand_core::clock::now_ms(),
+    };
+    let from = match &query.from {
+        Some(text) => parse_time("from", text)?,
+        None => to.saturating_sub(3_600_000),
+    };
+    let (first, last) = (from / 60_000, to / 60_000);
+    if from > to {
+        return Err(ApiError::BadRequest("from: must not be after to".into()));
+    }
+    if last - first >= HISTORY_MINUTES {
+        return Err(ApiError::BadRequest(format!(
+            "from, to: at most {} days apart (the history's length)",
+            HISTORY_MINUTES / 1440
+        )));
+    }
+    let stats = store
+        .read_minutes(first, last)
+        .await
+        .map_err(|e| ApiError::Queue(e.into()))?;
+    let minutes = series(first, last, &stats);
+    let completed: u64 = minutes.iter().map(|m| m.completed).sum();
+    let failed: u64 = minutes.iter().map(|m| m.failed).sum();
+    Ok(HttpResponse::Ok().json(json!({
+        "queue": name,
+        "from": first * 60_000,
+        "to": last * 60_000,
+        "completed": completed,
+        "failed": failed,
+        "minutes": minutes,
+    })))
 }

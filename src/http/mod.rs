@@ -213,6 +213,9 @@ pub fn scope(
         .service(resource("/api/events", "GET").route(web::get().to(events::stream)))
         .service(resource("/api/queues", "GET").route(web::get().to(queues::list)))
         .service(resource("/api/queues/{queue}", "GET").route(web::get().to(queues::show)))
+        .service(
+            resource("/api/queues/{queue}/metrics", "GET").route(web::get().to(metrics::history)),
+        )
         .service(resource("/api/queues/{queue}/pause", "POST").route(web::post().to(queues::pause)))
         .service(
             resource("/api/queues/{queue}/resume", "POST").route(web::post().to(queues::resume)),

@@ -29,6 +29,8 @@ use crate::alert::{Alert, AlertActor, AlertKind, Severity, raise};
 use crate::config::PoolSettings;
 use crate::metrics::{JobHandles, QueueMetrics};
 use crate::supervision::{RestartDecision, RestartPolicy};
+use stagehand_core::clock::now_ms;
+use stagehand_core::history::{Ended, MinuteRecorder};
 
 /// How long a pool that gave up waits for its other jobs before handing them back.
 pub(super) const ESCALATION_GRACE: Duration = Duration::from_secs(5);
@@ -63,7 +65,12 @@ pub(super) struct Engine {
     store_down: bool,
     health: Arc<crate::health::StoreHealth>,
     metrics: QueueMetrics,
+    /// This loop's per-minute figures not yet added to the store's history.
+    minutes: MinuteRecorder,
 }
+
+/// How often a loop adds its per-minute figures to the store's history.
+const HISTORY_FLUSH: Duration = Duration::from_secs(5);
 
 fn error_backoff() -> ExponentialBackoff {
     ExponentialBuilder::new()
@@ -98,6 +105,7 @@ impl Engine {
             store_down: false,
             health: Arc::clone(&spec.health),
             metrics: spec.metrics.clone(),
+            minutes: MinuteRecorder::default(),
         }
     }
 
@@ -108,6 +116,8 @@ impl Engine {
         let start = Instant::now();
         let mut heartbeat = interval_at(start + self.settings.heartbeat, self.settings.heartbeat);
         let mut stalled = interval_at(start, self.settings.stalled_check);
+        let mut history = interval_at(start + HISTORY_FLUSH, HISTORY_FLUSH);
+        history.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // After a busy stretch, one late tick is enough; no burst of catch-up calls.
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         stalled.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -128,6 +138,7 @@ impl Engine {
                 }
             }
             if self.drain_by.is_some() && self.slots.busy() == 0 {
+                self.last_flush().await;
                 return self.exit.unwrap_or(PoolExit::Stopped);
             }
             if self.drain_by.is_none() && self.slots.free() > 0 {
@@ -167,6 +178,7 @@ impl Engine {
                 Some(slot) = self.restarting.next(), if !self.restarting.is_empty() => self.slots.release(slot),
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = stalled.tick() => self.recover().await,
+                _ = history.tick() => self.flush_history().await,
                 changed = stop.changed(), if self.drain_by.is_none() => {
                     let grace = if changed.is_ok() { (*stop.borrow()).unwrap_or_default() } else { Duration::ZERO };
                     tracing::info!(queue = %self.queue, active = self.slots.busy(), grace_ms = grace.as_millis() as u64, "pool draining");
@@ -182,6 +194,7 @@ impl Engine {
                         tracing::warn!(queue = %self.queue, error = %err, "could not settle at shutdown; leases will expire and recovery will requeue");
                     }
                     self.release_all().await;
+                    self.last_flush().await;
                     return self.exit.unwrap_or(PoolExit::Stopped);
                 }
             }
@@ -281,11 +294,22 @@ impl Engine {
         Ok(())
     }
 
-    fn after_settle(&self, f: &Finished, result: SettleResult) {
+    fn after_settle(&mut self, f: &Finished, result: SettleResult) {
         let queue = &self.queue;
         self.metrics.busy(-1.0);
+        let took = f.started.elapsed();
         if !matches!(result, SettleResult::Released | SettleResult::LeaseLost) {
-            f.handles.duration.record(f.started.elapsed().as_secs_f64());
+            f.handles.duration.record(took.as_secs_f64());
+        }
+        let ended = match &result {
+            SettleResult::Completed => Some(Ended::Completed),
+            SettleResult::Retrying { .. } => Some(Ended::Retried),
+            SettleResult::Failed { .. } => Some(Ended::Failed),
+            SettleResult::Released | SettleResult::LeaseLost => None,
+        };
+        if let Some(ended) = ended {
+            let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+            self.minutes.record(now_ms(), ended, ms);
         }
         match &result {
             SettleResult::Completed => f.handles.completed.increment(1),
@@ -407,6 +431,24 @@ impl Engine {
             Ok(_) => {}
             Err(err) => self.store_failed(&err, "lease recovery"),
         }
+    }
+
+    /// Adds this loop's per-minute figures to the store's history; what the store does not
+    /// take is kept (the newest hour of it) for the next try.
+    async fn flush_history(&mut self) {
+        if self.minutes.is_empty() {
+            return;
+        }
+        let minutes = self.minutes.take();
+        if let Err(err) = self.store.record_minutes(&minutes).await {
+            tracing::debug!(queue = %self.queue, error = %err, "history not recorded; kept for the next try");
+            self.minutes.restore(minutes);
+        }
+    }
+
+    /// The figures of a loop that is ending, given a second at most (the store may be away).
+    async fn last_flush(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush_history()).await;
     }
 
     /// Aborts what is still running and hands it back to the queue.

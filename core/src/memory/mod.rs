@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, watch};
 use crate::clock::now_ms;
 use crate::error::StoreError;
 use crate::events::{EventPage, EventPosition};
+use crate::history::{HISTORY_MINUTES, MinuteStats};
 use crate::job::{AttemptOutcome, AttemptRecord, Job, JobId, JobState};
 use signal::{MemorySignal, Shared};
 use state::{Entry, Events, Inner, Lease};
@@ -56,6 +57,7 @@ pub struct MemoryStore {
     shared: Arc<Shared>,
     events: broadcast::Sender<JobEvent>,
     history: Arc<History>,
+    minutes: Arc<Mutex<std::collections::BTreeMap<u64, MinuteStats>>>,
     max_jobs: Option<u64>,
 }
 
@@ -79,6 +81,7 @@ impl MemoryStore {
             }),
             events,
             history: Arc::default(),
+            minutes: Arc::default(),
             max_jobs: Some(DEFAULT_MAX_JOBS),
         }
     }
@@ -601,6 +604,33 @@ impl QueueStore for MemoryStore {
             .enabled
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.events.subscribe()
+    }
+
+    async fn record_minutes(&self, minutes: &[MinuteStats]) -> Result<(), StoreError> {
+        let mut kept = self.minutes.lock();
+        for stats in minutes {
+            kept.entry(stats.minute)
+                .or_insert_with(|| MinuteStats::new(stats.minute))
+                .merge(stats);
+        }
+        // Forget what is past the history's length.
+        let oldest = (now_ms() / 60_000).saturating_sub(HISTORY_MINUTES);
+        while kept.first_key_value().is_some_and(|(m, _)| *m < oldest) {
+            kept.pop_first();
+        }
+        Ok(())
+    }
+
+    async fn read_minutes(&self, from: u64, to: u64) -> Result<Vec<MinuteStats>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .minutes
+            .lock()
+            .range(from..=to)
+            .map(|(_, s)| s.clone())
+            .collect())
     }
 
     async fn events_after(

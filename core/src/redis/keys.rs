@@ -7,7 +7,8 @@
 //! - one fixed key per structure: `K:wait`, `K:prio`, `K:active`, ... ([`FIXED`]); none of
 //!   their names holds a `:`;
 //! - three keys per job, the job's id last: `K:j:ID` (its hash), `K:h:ID` (its attempt
-//!   history), `K:l:ID` (its log lines); and one per schedule, `K:s:ID` (its hash).
+//!   history), `K:l:ID` (its log lines); one per schedule, `K:s:ID` (its hash); and one per
+//!   minute of history, `K:m:MINUTE` (its counts, see `crate::history`).
 //!
 //! So no job id, whatever its characters, can name another key of the schema: a per-job key
 //! has a `:` after its one-letter kind and a fixed key has none, two kinds differ in their
@@ -32,8 +33,13 @@ pub(super) const FIXED: [(&str, &str); 14] = [
 ];
 
 /// The per-job (and per-schedule) keys, as (Lua function name, kind letter).
-pub(super) const PER_JOB: [(&str, &str); 4] =
-    [("jkey", "j"), ("hkey", "h"), ("lkey", "l"), ("skey", "s")];
+pub(super) const PER_JOB: [(&str, &str); 5] = [
+    ("jkey", "j"),
+    ("hkey", "h"),
+    ("lkey", "l"),
+    ("skey", "s"),
+    ("mkey", "m"),
+];
 
 /// The key prefix of one queue: `PREFIX:{queue}`.
 pub(super) fn queue_prefix(prefix: &str, queue: &str) -> String {
@@ -49,6 +55,11 @@ pub(super) fn fixed(k: &str, name: &str) -> String {
 /// A job's hash key.
 pub fn job(k: &str, id: &str) -> String {
     format!("{k}:j:{id}")
+}
+
+/// A minute's history key.
+pub(super) fn minute(k: &str, minute: u64) -> String {
+    format!("{k}:m:{minute}")
 }
 
 /// A schedule's hash key.

@@ -577,6 +577,69 @@ impl QueueStore for RedisStore {
         self.events.subscribe()
     }
 
+    async fn record_minutes(
+        &self,
+        minutes: &[crate::history::MinuteStats],
+    ) -> Result<(), StoreError> {
+        let mut call = scripts::HISTORY.key(self.key("id"));
+        call.arg(&self.keys)
+            .arg(crate::history::HISTORY_MINUTES * 60_000);
+        let mut any = false;
+        for stats in minutes {
+            let fields = stats.fields();
+            if fields.is_empty() {
+                continue;
+            }
+            any = true;
+            call.arg(stats.minute).arg(fields.len());
+            for (field, n) in fields {
+                call.arg(field).arg(n);
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        let _: u64 = call
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(write_failed)?;
+        Ok(())
+    }
+
+    async fn read_minutes(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<crate::history::MinuteStats>, StoreError> {
+        let mut out = Vec::new();
+        let mut minute = from;
+        // Pipelined a day at a time, so no reply grows past a day's figures.
+        while minute <= to {
+            let last = to.min(minute.saturating_add(1_439));
+            let mut pipe = redis::pipe();
+            for m in minute..=last {
+                pipe.cmd("HGETALL").arg(keys::minute(&self.keys, m));
+            }
+            let days: Vec<std::collections::HashMap<String, u64>> = pipe
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(read_failed)?;
+            for (m, fields) in (minute..=last).zip(days) {
+                if !fields.is_empty() {
+                    out.push(crate::history::MinuteStats::from_fields(
+                        m,
+                        fields.iter().map(|(f, n)| (f.as_str(), *n)),
+                    ));
+                }
+            }
+            if last == u64::MAX {
+                break;
+            }
+            minute = last + 1;
+        }
+        Ok(out)
+    }
+
     async fn events_after(
         &self,
         after: crate::events::EventPosition,

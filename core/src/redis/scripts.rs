@@ -28,3 +28,4 @@ script!(ADMIN, "scripts/admin.lua");
 script!(SCHED_PUT, "scripts/sched_put.lua");
 script!(SCHED_FIRE, "scripts/sched_fire.lua");
 script!(SCHED_ADMIN, "scripts/sched_admin.lua");
+script!(HISTORY, "scripts/history.lua");
