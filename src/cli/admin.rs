@@ -174,7 +174,7 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
             let (done, more) =
                 bulk(client, &url, cap, "retried", |ask| json!({ "limit": ask })).await?;
             let note = format!(
-                "{} of {queue} waiting again (failed ones, with a fresh attempt budget){}",
+                "moved {} of {queue} from failed back to waiting{}",
                 jobs(done),
                 if more {
                     "; more failed jobs remain"
@@ -238,8 +238,8 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
                 "ready"
             };
             let note = format!(
-                "removed {} {what} jobs from {queue}{}",
-                count(done),
+                "removed {} from {queue} ({what}){}",
+                jobs(done),
                 if more {
                     "; jobs added meanwhile remain"
                 } else {
