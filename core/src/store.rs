@@ -428,7 +428,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn retry(&self, id: &str) -> Result<(), StoreError>;
 
     /// Moves up to `limit` failed jobs back to waiting as [`QueueStore::retry`] does, those
-    /// that failed first first; `more` tells whether failed jobs remain.
+    /// that failed first first; `more` tells whether failed jobs remain. Like `clean` and
+    /// `drain`, a store may apply it in bounded steps (Redis: 1,000 jobs a script), so it is
+    /// atomic per step, not as a whole.
     async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError>;
 
     /// Removes a job that is not active; `false` if there was none.
