@@ -15,8 +15,8 @@ use futures::poll;
 use serde_json::{Value, json};
 use stagehand::actors::{MailboxConfig, QueueError, QueueSpec, Runtime};
 use stagehand::core::{
-    ActiveJob, AddResult, Counts, Job, JobEvent, JobId, JobState, LeaseToken, MemoryStore, NewJob,
-    QueueStore, RecoverReport, SettleResult, Settlement, StoreError, WorkSignal,
+    ActiveJob, AddResult, Batch, Counts, Job, JobEvent, JobId, JobState, LeaseToken, MemoryStore,
+    NewJob, QueueStore, RecoverReport, SettleResult, Settlement, StoreError, WorkSignal,
 };
 use tokio::sync::{Semaphore, broadcast};
 
@@ -88,6 +88,9 @@ impl QueueStore for SlowAdds {
     async fn retry(&self, id: &str) -> Result<(), StoreError> {
         self.inner.retry(id).await
     }
+    async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError> {
+        self.inner.retry_failed(limit).await
+    }
     async fn remove(&self, id: &str) -> Result<bool, StoreError> {
         self.inner.remove(id).await
     }
@@ -108,8 +111,8 @@ impl QueueStore for SlowAdds {
     async fn is_paused(&self) -> Result<bool, StoreError> {
         self.inner.is_paused().await
     }
-    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
-        self.inner.drain(include_delayed).await
+    async fn drain(&self, include_delayed: bool, limit: usize) -> Result<Batch, StoreError> {
+        self.inner.drain(include_delayed, limit).await
     }
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
         self.inner.subscribe()

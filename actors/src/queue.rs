@@ -1,4 +1,5 @@
-//! The QueueActor (one per queue: add, get, list, retry, remove, pause, counts) and the
+//! The QueueActor (one per queue: add, get, list, retry, remove, pause, counts, and the bounded
+//! bulk actions retry-failed, clean and drain) and the
 //! `QueueHandle` the API and embedding apps talk to it through.
 //!
 //! Every message carries its own reply channel and is sent with `try_send`, so a full mailbox
@@ -10,8 +11,10 @@ use std::sync::Arc;
 
 use actix::dev::SendError;
 use actix::prelude::*;
+use std::time::Duration;
+
 use stagehand_core::{
-    AddResult, Counts, Job, JobOptions, JobState, NewJob, QueueStore, StoreError,
+    AddResult, Batch, Counts, Job, JobOptions, JobState, NewJob, QueueStore, StoreError,
 };
 use tokio::sync::oneshot;
 
@@ -78,6 +81,12 @@ queue_message!(/// Removes a job that is not active.
     RemoveJob { id: String } -> bool);
 queue_message!(/// Pauses (true) or resumes (false) the queue.
     SetPaused { paused: bool } -> ());
+queue_message!(/// Moves up to `limit` failed jobs back to waiting.
+    RetryFailed { limit: usize } -> Batch);
+queue_message!(/// Removes up to `limit` jobs in `state` older than `older_than`.
+    CleanJobs { state: JobState, older_than: Duration, limit: usize } -> usize);
+queue_message!(/// Removes up to `limit` ready jobs (and delayed ones if `delayed`).
+    DrainJobs { delayed: bool, limit: usize } -> Batch);
 
 /// The actor in front of one queue's store.
 pub struct QueueActor {
@@ -188,6 +197,36 @@ impl Handler<SetPaused> for QueueActor {
             } else {
                 store.resume().await
             }
+        });
+    }
+}
+
+impl Handler<RetryFailed> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: RetryFailed, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            store.retry_failed(msg.limit).await
+        });
+    }
+}
+
+impl Handler<CleanJobs> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: CleanJobs, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            store.clean(msg.state, msg.older_than, msg.limit).await
+        });
+    }
+}
+
+impl Handler<DrainJobs> for QueueActor {
+    type Result = ();
+    fn handle(&mut self, msg: DrainJobs, ctx: &mut Self::Context) {
+        let store = Arc::clone(&self.store);
+        self.answer(ctx, msg.reply, async move {
+            store.drain(msg.delayed, msg.limit).await
         });
     }
 }
@@ -335,5 +374,38 @@ impl QueueHandle {
     /// Pauses or resumes the queue for every worker.
     pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
         self.call(true, |reply| SetPaused { paused, reply }).await
+    }
+
+    /// Moves up to `limit` failed jobs (those that failed first) back to waiting, as
+    /// [`QueueHandle::retry`] does each.
+    pub async fn retry_failed(&self, limit: usize) -> Result<Batch, QueueError> {
+        self.call(true, |reply| RetryFailed { limit, reply }).await
+    }
+
+    /// Removes up to `limit` jobs in `state` that finished (or were added) more than
+    /// `older_than` ago; returns how many.
+    pub async fn clean(
+        &self,
+        state: JobState,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, QueueError> {
+        self.call(true, |reply| CleanJobs {
+            state,
+            older_than,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Removes up to `limit` waiting and prioritized jobs, then delayed ones if `delayed`.
+    pub async fn drain(&self, delayed: bool, limit: usize) -> Result<Batch, QueueError> {
+        self.call(true, |reply| DrainJobs {
+            delayed,
+            limit,
+            reply,
+        })
+        .await
     }
 }

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::job::{AttemptOutcome, JobState};
 use crate::options::{Backoff, JobOptions, Retention};
 use crate::store::{
-    LeaseToken, NewJob, Outcome, QueueStore, RecoverReport, SettleResult, Settlement,
+    Batch, LeaseToken, NewJob, Outcome, QueueStore, RecoverReport, SettleResult, Settlement,
 };
 
 type Store = Arc<dyn QueueStore>;
@@ -482,9 +482,24 @@ pub async fn admin_operations(store: Store) {
             .expect("clean"),
         1
     );
-    assert_eq!(store.drain(false).await.expect("drain"), 1);
+    let drained = store.drain(false, 10).await.expect("drain");
+    assert_eq!(
+        drained,
+        Batch {
+            count: 1,
+            more: false
+        },
+        "delayed jobs stay"
+    );
     assert_eq!(store.counts().await.expect("counts").delayed, 1);
-    assert_eq!(store.drain(true).await.expect("drain"), 1);
+    let drained = store.drain(true, 10).await.expect("drain");
+    assert_eq!(
+        drained,
+        Batch {
+            count: 1,
+            more: false
+        }
+    );
     assert_eq!(store.counts().await.expect("counts"), Default::default());
 }
 
@@ -1067,14 +1082,161 @@ pub async fn clean_and_drain_cover_a_large_backlog(store: Store) {
         0,
         "none is that old"
     );
-    assert_eq!(store.drain(false).await.expect("drain"), 400 + 1_200);
+    // Drain stops at its limit, waiting jobs first, and says whether any are left.
+    let drained = store.drain(false, 1_000).await.expect("drain");
+    assert_eq!(
+        drained,
+        Batch {
+            count: 1_000,
+            more: true
+        }
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.prioritized), (0, 600));
+    let drained = store.drain(false, 10_000).await.expect("drain");
+    assert_eq!(
+        drained,
+        Batch {
+            count: 600,
+            more: false
+        },
+        "delayed jobs are not asked for"
+    );
     let counts = store.counts().await.expect("counts");
     assert_eq!(
         (counts.waiting, counts.prioritized, counts.delayed),
         (0, 0, 1_100)
     );
-    assert_eq!(store.drain(true).await.expect("drain"), 1_100);
+    let drained = store.drain(true, 10_000).await.expect("drain");
+    assert_eq!(
+        drained,
+        Batch {
+            count: 1_100,
+            more: false
+        }
+    );
     assert_eq!(store.counts().await.expect("counts"), Default::default());
+}
+
+/// `retry_failed` moves failed jobs back as `retry` does (a fresh attempt budget, history
+/// kept, an `added` event each), those that failed first first, at most `limit` per call, and
+/// says whether failed jobs remain; other states are left alone.
+pub async fn retry_failed_moves_failed_jobs(store: Store) {
+    let mut events = store.subscribe();
+    let one = with(|o| o.attempts = 1);
+    let failing = store
+        .add_bulk(
+            (0..3)
+                .map(|i| job(&format!("f{i}")).with_options(one.clone()))
+                .collect(),
+        )
+        .await
+        .expect("add_bulk");
+    for _ in 0..3 {
+        let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+        store.fail(&a, "boom".into(), true).await.expect("fail");
+    }
+    store.add(job("done")).await.expect("add");
+    let a = store.fetch("w", 1, LEASE).await.expect("fetch").remove(0);
+    store
+        .complete(&a.job.id, a.token, json!(1))
+        .await
+        .expect("complete");
+    store.add(job("waits")).await.expect("add");
+    let ids: Vec<_> = failing.iter().map(|a| a.id.clone()).collect();
+
+    let moved = store.retry_failed(2).await.expect("retry_failed");
+    assert_eq!(
+        moved,
+        Batch {
+            count: 2,
+            more: true
+        }
+    );
+    for id in &ids[..2] {
+        let j = store.get(id).await.expect("get").expect("job");
+        assert_eq!(
+            (j.state, j.attempts_made, j.failed_reason, j.finished_at),
+            (JobState::Waiting, 0, None, None),
+            "{id}"
+        );
+        assert_eq!(j.history.len(), 1, "the history is kept");
+    }
+    let last = store.get(&ids[2]).await.expect("get").expect("job");
+    assert_eq!(last.state, JobState::Failed, "it failed last");
+    let moved = store.retry_failed(10).await.expect("retry_failed");
+    assert_eq!(
+        moved,
+        Batch {
+            count: 1,
+            more: false
+        }
+    );
+    let moved = store.retry_failed(10).await.expect("retry_failed");
+    assert_eq!(
+        moved,
+        Batch {
+            count: 0,
+            more: false
+        }
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.failed, counts.completed), (4, 0, 1));
+    assert_eq!(fetch_names(&store, 10).await, ["waits", "f0", "f1", "f2"]);
+    // Each retried job was announced as added again (after its first `added`).
+    let mut added = std::collections::HashMap::new();
+    while ids.iter().any(|id| added.get(id).copied().unwrap_or(0) < 2) {
+        let e = tokio::time::timeout(PATIENCE, events.recv())
+            .await
+            .expect("event in time")
+            .expect("event");
+        if e.kind == crate::store::JobEventKind::Added {
+            *added.entry(e.id).or_insert(0) += 1;
+        }
+    }
+
+    // A backlog larger than a store's bounded step: the limit still holds exactly.
+    let kept = with(|o| {
+        o.attempts = 1;
+        o.remove_on_fail = Retention::KeepAll;
+    });
+    store
+        .add_bulk(
+            (0..1_500)
+                .map(|i| job(&format!("b{i}")).with_options(kept.clone()))
+                .collect(),
+        )
+        .await
+        .expect("add_bulk");
+    let leased = store.fetch("w", 1_500, LEASE).await.expect("fetch");
+    let settlements = leased
+        .iter()
+        .map(|a| Settlement {
+            id: a.job.id.clone(),
+            token: a.token,
+            outcome: Outcome::Fail { reason: "x".into() },
+        })
+        .collect();
+    store.settle(settlements).await.expect("settle");
+    assert_eq!(store.counts().await.expect("counts").failed, 1_500);
+    let moved = store.retry_failed(1_200).await.expect("retry_failed");
+    assert_eq!(
+        moved,
+        Batch {
+            count: 1_200,
+            more: true
+        }
+    );
+    let moved = store.retry_failed(10_000).await.expect("retry_failed");
+    assert_eq!(
+        moved,
+        Batch {
+            count: 300,
+            more: false
+        }
+    );
+    let counts = store.counts().await.expect("counts");
+    assert_eq!((counts.waiting, counts.failed), (1_500, 0));
 }
 
 fn schedule(id: &str, next_at: u64) -> crate::schedule::Schedule {
@@ -1284,7 +1446,8 @@ macro_rules! conformance_tests {
             clean_paused_removes_held_jobs, age_retention_removes_old_jobs, job_ids_never_collide,
             top_priority_keeps_its_order, a_wake_is_not_lost_when_a_wait_is_dropped,
             schedules_upsert_idempotently, a_fire_is_claimed_once, due_and_paused_schedules,
-            events_resume_after_a_position, history_sums_what_processes_record);
+            events_resume_after_a_position, history_sums_what_processes_record,
+            retry_failed_moves_failed_jobs);
     };
     (@each $make:path; $($check:ident),* $(,)?) => {
         $(

@@ -297,6 +297,18 @@ impl Job {
         }
     }
 
+    /// A failed job sent back by a retry: a fresh attempt budget (its counters at zero), no
+    /// failure reason or finish time, ready from `now`. Its history is kept. The Redis store's
+    /// `retry_job` (admin.lua) applies the same.
+    pub fn reset_for_retry(&mut self, now: u64) {
+        self.attempts_made = 0;
+        self.stalled_count = 0;
+        self.released_count = 0;
+        self.failed_reason = None;
+        self.finished_at = None;
+        self.run_at = now;
+    }
+
     /// The state a ready job goes to: prioritized when it has a priority, else waiting.
     pub fn ready_state(&self) -> JobState {
         if self.options.priority > 0 {

@@ -30,6 +30,6 @@ pub use processor::{
 };
 pub use redis::RedisStore;
 pub use store::{
-    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome, QueueStore,
-    RecoverReport, SettleResult, Settlement, WorkSignal,
+    ActiveJob, AddResult, Batch, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome,
+    QueueStore, RecoverReport, SettleResult, Settlement, WorkSignal,
 };

@@ -14,6 +14,8 @@ pub const MAX_JOB_ID_LEN: usize = 256;
 pub const MAX_DURATION_MS: u64 = 315_360_000_000;
 /// The most finished jobs a retention may keep.
 pub const MAX_KEEP_COUNT: u64 = 1_000_000_000;
+/// The longest job name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
 
 /// Options a job carries, with every default filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -332,6 +334,14 @@ impl JobOptionsInput {
         }
         Ok(out)
     }
+}
+
+/// A job's name must be 1 to [`MAX_NAME_LEN`] bytes.
+pub fn validate_job_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return Err(format!("name: must be 1 to {MAX_NAME_LEN} bytes"));
+    }
+    Ok(())
 }
 
 /// A custom id must be non-empty, at most [`MAX_JOB_ID_LEN`] bytes, and not all digits

@@ -165,6 +165,17 @@ impl Counts {
     }
 }
 
+/// What one bounded bulk call did ([`QueueStore::retry_failed`], [`QueueStore::drain`]): how
+/// many jobs it moved or removed, and whether jobs it would have taken were left for another
+/// call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Jobs moved or removed.
+    pub count: usize,
+    /// Whether some remain that another call would take.
+    pub more: bool,
+}
+
 /// Checks what a store is asked to add before anything is written: a custom id the API would
 /// refuse is refused here too, so an embedding app cannot store an id the store cannot hold.
 pub fn check_new_jobs(jobs: &[NewJob]) -> Result<(), StoreError> {
@@ -420,6 +431,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Moves a failed job back to waiting with a fresh attempt budget.
     async fn retry(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Moves up to `limit` failed jobs back to waiting as [`QueueStore::retry`] does, those
+    /// that failed first first; `more` tells whether failed jobs remain. Like `clean` and
+    /// `drain`, a store may apply it in bounded steps (Redis: 1,000 jobs a script), so it is
+    /// atomic per step, not as a whole.
+    async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError>;
+
     /// Removes a job that is not active; `false` if there was none.
     async fn remove(&self, id: &str) -> Result<bool, StoreError>;
 
@@ -441,8 +458,9 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Whether the queue is paused.
     async fn is_paused(&self) -> Result<bool, StoreError>;
 
-    /// Removes every waiting and prioritized job, and the delayed ones if asked; returns how many.
-    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError>;
+    /// Removes up to `limit` waiting and prioritized jobs (in that order), then delayed ones if
+    /// asked; `more` tells whether any of those remain.
+    async fn drain(&self, include_delayed: bool, limit: usize) -> Result<Batch, StoreError>;
 
     /// Follows this queue's job events.
     fn subscribe(&self) -> broadcast::Receiver<JobEvent>;

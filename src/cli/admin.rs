@@ -1,13 +1,20 @@
-//! Admin commands: each one HTTP call to a running server, its JSON printed.
+//! Admin commands: HTTP calls to a running server (one each, but for the bulk actions, which
+//! loop over bounded calls, and `enqueue --file`), printed as `output.rs` says.
 
 use std::process::ExitCode;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use stagehand_core::JobOptions;
 
-use super::{CacheCommand, Command, ScheduleCommand};
+use super::output::{Answer, Mode, View, count, jobs, span};
+use super::{CacheCommand, Command, ScheduleCommand, jobs_file};
+
+/// Jobs asked for per call by `retry-all`, `clean` and `drain` (the server takes up to
+/// 10,000): short calls, so other requests to the queue go between them.
+const BULK_STEP: u64 = 1000;
 
 /// Runs an admin command against `server`.
-pub(super) fn run(server: &str, token: Option<&str>, command: Command) -> ExitCode {
+pub(super) fn run(server: &str, token: Option<&str>, mode: Mode, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -31,9 +38,12 @@ pub(super) fn run(server: &str, token: Option<&str>, command: Command) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(call(&client, server.trim_end_matches('/'), command)) {
+    let answer = runtime.block_on(call(&client, server.trim_end_matches('/'), command));
+    match answer.and_then(|a| a.render(mode)) {
         Ok(output) => {
-            println!("{output}");
+            if !output.is_empty() {
+                println!("{output}");
+            }
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -58,67 +68,188 @@ fn client(token: Option<&str>) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot make an HTTP client: {e}"))
 }
 
-async fn call(client: &reqwest::Client, server: &str, command: Command) -> Result<String, String> {
+async fn call(client: &reqwest::Client, server: &str, command: Command) -> Result<Answer, String> {
     match command {
         Command::Enqueue {
             queue,
             name,
             data,
-            delay,
-            priority,
-            attempts,
-            job_id,
+            file,
+            options,
         } => {
+            let input = options.to_input()?;
+            // Checked here as the server checks it, so a bad value is told before any is sent.
+            input
+                .resolve(&JobOptions::default())
+                .map_err(|e| e.to_string())?;
+            if let Some(path) = file {
+                let url = path_url(server, &["api", "queues", &queue, "jobs", "bulk"])?;
+                return jobs_file::enqueue(client, url, &queue, &path, &input).await;
+            }
+            let name = name.ok_or("give the job's NAME, or --file")?;
             let data: Value =
                 serde_json::from_str(&data).map_err(|e| format!("--data is not JSON: {e}"))?;
-            let mut options = Map::new();
-            if let Some(d) = delay {
-                options.insert("delay_ms".into(), json!(d.as_millis() as u64));
-            }
-            if let Some(p) = priority {
-                options.insert("priority".into(), json!(p));
-            }
-            if let Some(a) = attempts {
-                options.insert("attempts".into(), json!(a));
-            }
             // The job's id, or a key of this call's own: a retry after an answer that never
             // came (or a 503/504) then finds the job added, rather than adding it twice.
-            let key = job_id.clone().unwrap_or_else(idempotency_key);
-            if let Some(id) = job_id {
-                options.insert("job_id".into(), json!(id));
-            }
+            let key = input.job_id.clone().unwrap_or_else(idempotency_key);
+            let options = jobs_file::options_json(&input)?;
             let body = json!({ "name": name, "data": data, "options": options });
-            let url = format!("{server}/api/queues/{queue}/jobs");
-            let answer = with_retries(&url, || {
+            let url = path_url(server, &["api", "queues", &queue, "jobs"])?;
+            let answer = with_retries(url.as_str(), || {
                 client
-                    .post(&url)
+                    .post(url.clone())
                     .header("Idempotency-Key", &key)
                     .json(&body)
             })
             .await?;
-            answer["id"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| format!("unexpected answer: {answer}"))
+            Ok(Answer::new(answer, View::Id))
         }
         Command::Job { queue, id } => {
-            let url = format!("{server}/api/queues/{queue}/jobs/{id}");
-            pretty(
-                send(client.get(&url), &url)
-                    .await
-                    .map_err(Failure::into_message)?,
-            )
+            let url = path_url(server, &["api", "queues", &queue, "jobs", &id])?;
+            Ok(Answer::new(get(client, &url).await?, View::Job))
         }
-        Command::Stats { queue } => {
-            let url = match queue {
-                Some(q) => format!("{server}/api/queues/{q}"),
-                None => format!("{server}/api/queues"),
+        Command::Jobs {
+            queue,
+            state,
+            limit,
+            offset,
+        } => {
+            let mut url = path_url(server, &["api", "queues", &queue, "jobs"])?;
+            url.query_pairs_mut()
+                .append_pair("state", &state)
+                .append_pair("limit", &limit.to_string())
+                .append_pair("offset", &offset.to_string());
+            Ok(Answer::new(get(client, &url).await?, View::Jobs(queue)))
+        }
+        Command::Stats { queue } => Ok(match queue {
+            Some(q) => {
+                let url = path_url(server, &["api", "queues", &q])?;
+                Answer::new(get(client, &url).await?, View::Queue)
+            }
+            None => {
+                let url = path_url(server, &["api", "queues"])?;
+                Answer::new(get(client, &url).await?, View::Queues)
+            }
+        }),
+        Command::Retry { queue, id } => {
+            let url = path_url(server, &["api", "queues", &queue, "jobs", &id, "retry"])?;
+            let answer = post(client, &url, &json!({})).await?;
+            let note = format!("job {id} of {queue} is waiting again, with a fresh attempt budget");
+            Ok(Answer::new(answer, View::Note(note)))
+        }
+        Command::Rm { queue, id } => {
+            let url = path_url(server, &["api", "queues", &queue, "jobs", &id])?;
+            let answer = send(client.delete(url.clone()), url.as_str())
+                .await
+                .map_err(Failure::into_message)?;
+            Ok(Answer::new(
+                answer,
+                View::Note(format!("removed job {id} from {queue}")),
+            ))
+        }
+        Command::Pause { queue } => {
+            let url = path_url(server, &["api", "queues", &queue, "pause"])?;
+            let answer = post(client, &url, &json!({})).await?;
+            let note = format!("{queue} is paused: its jobs wait until `stagehand resume {queue}`");
+            Ok(Answer::new(answer, View::Note(note)))
+        }
+        Command::Resume { queue } => {
+            let url = path_url(server, &["api", "queues", &queue, "resume"])?;
+            let answer = post(client, &url, &json!({})).await?;
+            Ok(Answer::new(
+                answer,
+                View::Note(format!("{queue} runs its jobs again")),
+            ))
+        }
+        Command::RetryAll {
+            queue,
+            state: _,
+            limit,
+        } => {
+            let cap = match limit {
+                Some(n) => n,
+                None => held(client, server, &queue, &["failed"]).await?,
             };
-            pretty(
-                send(client.get(&url), &url)
-                    .await
-                    .map_err(Failure::into_message)?,
+            let url = path_url(server, &["api", "queues", &queue, "retry-failed"])?;
+            let (done, more) =
+                bulk(client, &url, cap, "retried", |ask| json!({ "limit": ask })).await?;
+            let note = format!(
+                "moved {} of {queue} from failed back to waiting{}",
+                jobs(done),
+                if more {
+                    "; more failed jobs remain"
+                } else {
+                    ""
+                }
+            );
+            Ok(Answer::new(
+                json!({ "queue": queue, "retried": done, "more": more }),
+                View::Note(note),
+            ))
+        }
+        Command::Clean {
+            queue,
+            state,
+            older_than,
+            limit,
+        } => {
+            let cap = match limit {
+                Some(n) => n,
+                None => held(client, server, &queue, &[state.as_str()]).await?,
+            };
+            let older_than_ms = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+            let url = path_url(server, &["api", "queues", &queue, "clean"])?;
+            let (done, _) = bulk(
+                client,
+                &url,
+                cap,
+                "cleaned",
+                |ask| json!({ "state": state, "older_than_ms": older_than_ms, "limit": ask }),
             )
+            .await?;
+            let note = format!(
+                "removed {} from {queue} ({state}, older than {})",
+                jobs(done),
+                span(older_than_ms)
+            );
+            Ok(Answer::new(
+                json!({ "queue": queue, "state": state, "cleaned": done }),
+                View::Note(note),
+            ))
+        }
+        Command::Drain { queue, delayed } => {
+            let mut states = vec!["waiting", "prioritized", "paused"];
+            if delayed {
+                states.push("delayed");
+            }
+            let cap = held(client, server, &queue, &states).await?;
+            let url = path_url(server, &["api", "queues", &queue, "drain"])?;
+            let (done, more) = bulk(
+                client,
+                &url,
+                cap,
+                "drained",
+                |ask| json!({ "delayed": delayed, "limit": ask }),
+            )
+            .await?;
+            let what = if delayed {
+                "ready and delayed"
+            } else {
+                "ready"
+            };
+            let note = format!(
+                "removed {} from {queue} ({what}){}",
+                jobs(done),
+                if more {
+                    "; jobs added meanwhile remain"
+                } else {
+                    ""
+                }
+            );
+            Ok(Answer::new(
+                json!({ "queue": queue, "drained": done, "more": more }),
+                View::Note(note),
+            ))
         }
         Command::Cache(command) => cache(client, server, command).await,
         Command::Schedules(command) => schedules(client, server, command).await,
@@ -126,12 +257,77 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
             let message: Value = serde_json::from_str(&message)
                 .map_err(|e| format!("the message is not JSON: {e}"))?;
             let url = path_url(server, &["api", "pubsub", &channel])?;
-            let answer = send(client.post(url.clone()).json(&message), url.as_str())
-                .await
-                .map_err(Failure::into_message)?;
-            pretty(answer)
+            let answer = post(client, &url, &message).await?;
+            Ok(Answer::new(answer, View::Json))
         }
-        Command::Serve { .. } => Err("serve is not an admin command".into()),
+        Command::Serve { .. } | Command::Completions { .. } => Err("not an admin command".into()),
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &reqwest::Url) -> Result<Value, String> {
+    send(client.get(url.clone()), url.as_str())
+        .await
+        .map_err(Failure::into_message)
+}
+
+async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &Value) -> Result<Value, String> {
+    send(client.post(url.clone()).json(body), url.as_str())
+        .await
+        .map_err(Failure::into_message)
+}
+
+/// How many jobs `queue` holds in `states` now: what a bulk command takes at most when it
+/// is given no `--limit`, so that it ends even while jobs keep arriving.
+async fn held(
+    client: &reqwest::Client,
+    server: &str,
+    queue: &str,
+    states: &[&str],
+) -> Result<u64, String> {
+    let url = path_url(server, &["api", "queues", queue])?;
+    let shown = get(client, &url).await?;
+    Ok(states
+        .iter()
+        .map(|s| shown["counts"][*s].as_u64().unwrap_or(0))
+        .sum())
+}
+
+/// Calls a bulk route (`body(n)` asks for `n` jobs) in steps of [`BULK_STEP`] until `cap`
+/// jobs are done or the server says none are left: `(done, more)`, where `more` says jobs
+/// the route would take remain (or may remain).
+async fn bulk(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    cap: u64,
+    field: &str,
+    body: impl Fn(u64) -> Value,
+) -> Result<(u64, bool), String> {
+    let mut done = 0;
+    loop {
+        let ask = BULK_STEP.min(cap - done);
+        if ask == 0 {
+            // Jobs the route would take may remain; only a call can say, and none is due.
+            return Ok((done, false));
+        }
+        let answer = post(client, url, &body(ask)).await.map_err(|e| {
+            if done > 0 {
+                format!("{e} (after {} jobs were done)", count(done))
+            } else {
+                e
+            }
+        })?;
+        let n = answer[field]
+            .as_u64()
+            .ok_or_else(|| format!("unexpected answer: {answer}"))?;
+        done += n;
+        // A route without `more` (clean) has more only while it fills what was asked.
+        let more = answer["more"].as_bool().unwrap_or(n == ask);
+        if !more || n == 0 {
+            return Ok((done, false));
+        }
+        if done >= cap {
+            return Ok((done, true));
+        }
     }
 }
 
@@ -139,7 +335,7 @@ async fn cache(
     client: &reqwest::Client,
     server: &str,
     command: CacheCommand,
-) -> Result<String, String> {
+) -> Result<Answer, String> {
     let answer = match command {
         CacheCommand::Get { key } => {
             let url = path_url(server, &["api", "cache", &key])?;
@@ -182,17 +378,19 @@ async fn cache(
             send(client.get(url.clone()), url.as_str()).await
         }
     };
-    match answer.map_err(Failure::into_message)? {
-        Value::Null => Ok(String::new()),
-        other => pretty(other),
-    }
+    let answer = match answer.map_err(Failure::into_message)? {
+        // A 204: nothing to print.
+        Value::Null => Answer::new(Value::Null, View::Nothing),
+        other => Answer::new(other, View::Json),
+    };
+    Ok(answer)
 }
 
 async fn schedules(
     client: &reqwest::Client,
     server: &str,
     command: ScheduleCommand,
-) -> Result<String, String> {
+) -> Result<Answer, String> {
     let answer = match command {
         ScheduleCommand::List => {
             let url = path_url(server, &["api", "schedules"])?;
@@ -248,7 +446,10 @@ async fn schedules(
             send(client.put(url.clone()).json(&body), url.as_str()).await
         }
     };
-    pretty(answer.map_err(Failure::into_message)?)
+    Ok(Answer::new(
+        answer.map_err(Failure::into_message)?,
+        View::Json,
+    ))
 }
 
 /// `server` with `segments` appended, each percent-encoded (a key may hold `/`, `?`, `#`).
@@ -292,10 +493,6 @@ async fn with_retries(
             other => return other.map_err(Failure::into_message),
         }
     }
-}
-
-fn pretty(value: Value) -> Result<String, String> {
-    serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
 }
 
 /// Why a request failed: worth another try (503, 504, no connection) or not.

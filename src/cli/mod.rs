@@ -1,12 +1,19 @@
 //! The command line: `stagehand serve`, and admin commands that talk to a running server.
+//!
+//! Admin commands print tables for a person on a terminal and JSON otherwise (or with
+//! `--output json`); see `output.rs`.
 
 mod admin;
+mod jobs_file;
+mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use stagehand_core::options::Backoff;
+use stagehand_core::{JobOptionsInput, Retention};
 
 use crate::config;
 
@@ -25,6 +32,9 @@ pub struct Cli {
     /// The bearer token admin commands send (one of the server's `http.tokens`).
     #[arg(long, global = true, env = "STAGEHAND_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How admin commands print: tables, or JSON (the default when stdout is not a terminal).
+    #[arg(long, short, global = true, value_enum)]
+    pub output: Option<OutputFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -42,36 +52,104 @@ pub enum Command {
         #[arg(long)]
         bind: Option<String>,
     },
-    /// Add a job; prints its id.
+    /// Add a job and print its id; or add every job of a JSON Lines file (`--file`).
     Enqueue {
         /// The queue.
         queue: String,
-        /// The job's name.
-        name: String,
+        /// The job's name (not with `--file`, whose lines name their jobs).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        name: Option<String>,
         /// The job's data, as JSON.
-        #[arg(long, default_value = "{}")]
+        #[arg(long, default_value = "{}", conflicts_with = "file")]
         data: String,
-        /// Run it after this long (e.g. 5s, 1m, 250ms).
-        #[arg(long, value_parser = parse_duration)]
-        delay: Option<Duration>,
-        /// Its priority (lower runs first; 0 = none).
-        #[arg(long, allow_negative_numbers = true)]
-        priority: Option<i64>,
-        /// Attempts in all.
-        #[arg(long, allow_negative_numbers = true)]
-        attempts: Option<i64>,
-        /// A job id of your own (adding it again returns the same job).
-        #[arg(long)]
-        job_id: Option<String>,
+        /// A JSON Lines file, one job a line: `{"name": ..., "data": ..., "options": ...}`.
+        /// Every line is checked before any is sent; the options given here apply to each job
+        /// whose line does not set them.
+        #[arg(long, conflicts_with = "job_id")]
+        file: Option<PathBuf>,
+        /// The job options.
+        #[command(flatten)]
+        options: JobFlags,
     },
-    /// Print a job as JSON.
+    /// List the jobs of a queue in one state.
+    Jobs {
+        /// The queue.
+        queue: String,
+        /// The state.
+        #[arg(long, default_value = "waiting", value_parser = STATES)]
+        state: String,
+        /// At most this many (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Skip this many first.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+    },
+    /// Move a failed job back to waiting, with a fresh attempt budget.
+    Retry {
+        /// The queue.
+        queue: String,
+        /// The job's id.
+        id: String,
+    },
+    /// Remove a job that is not active.
+    Rm {
+        /// The queue.
+        queue: String,
+        /// The job's id.
+        id: String,
+    },
+    /// Stop a queue from handing out jobs (for every worker).
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let a paused queue hand out jobs again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+    /// Move every failed job (or the first --limit) back to waiting, in calls of 1,000.
+    RetryAll {
+        /// The queue.
+        queue: String,
+        /// The state whose jobs to retry (only failed jobs can be).
+        #[arg(long, default_value = "failed", value_parser = ["failed"])]
+        state: String,
+        /// At most this many in all (default: as many as were failed when the command began).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Remove the jobs of one state that finished (or were added) longer ago than --older-than.
+    Clean {
+        /// The queue.
+        queue: String,
+        /// The state.
+        #[arg(long, value_parser = CLEANABLE)]
+        state: String,
+        /// Only jobs older than this (e.g. 1h, 7d; 0s for all).
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Duration,
+        /// At most this many in all (default: as many as the state held when the command began).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Remove every waiting and prioritized job (and delayed ones with --delayed).
+    Drain {
+        /// The queue.
+        queue: String,
+        /// Remove delayed jobs too.
+        #[arg(long)]
+        delayed: bool,
+    },
+    /// Show a job: its state, times, attempts, data and logs.
     Job {
         /// The queue.
         queue: String,
         /// The job's id.
         id: String,
     },
-    /// Print the counts of every queue, or of one.
+    /// Show the counts of every queue, or of one.
     Stats {
         /// Only this queue.
         queue: Option<String>,
@@ -89,6 +167,166 @@ pub enum Command {
         /// The message, as JSON.
         message: String,
     },
+    /// Print a shell completion script: `stagehand completions bash > /etc/bash_completion.d/stagehand`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The states jobs are listed by.
+const STATES: [&str; 7] = [
+    "waiting",
+    "delayed",
+    "prioritized",
+    "active",
+    "completed",
+    "failed",
+    "paused",
+];
+/// The states `clean` takes: all but active (an active job is removed once it settles).
+const CLEANABLE: [&str; 6] = [
+    "completed",
+    "failed",
+    "waiting",
+    "delayed",
+    "prioritized",
+    "paused",
+];
+
+/// How admin commands print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Tables and sentences, times as local dates and durations.
+    Table,
+    /// The server's JSON, pretty-printed.
+    Json,
+}
+
+/// The job options `enqueue` takes, as the HTTP API does (see `JobOptionsInput`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JobFlags {
+    /// Run it after this long (e.g. 5s, 1m, 250ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Its priority (lower runs first; 0 = none).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i64>,
+    /// Attempts in all.
+    #[arg(long, allow_negative_numbers = true)]
+    pub attempts: Option<i64>,
+    /// The delay before each retry: `fixed:5s`, or `exponential:1s` (doubling each time).
+    #[arg(long, value_parser = parse_backoff)]
+    pub backoff: Option<(String, Duration)>,
+    /// With an exponential --backoff: no delay longer than this.
+    #[arg(long, value_parser = parse_duration, requires = "backoff")]
+    pub backoff_max: Option<Duration>,
+    /// With --backoff: take up to this fraction (0 to 1) off each delay at random.
+    #[arg(long, requires = "backoff")]
+    pub backoff_jitter: Option<f64>,
+    /// An attempt running longer than this fails.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// What to keep once completed: true (remove it), false (keep all), N (the last N), or
+    /// count=N,age=7d.
+    #[arg(long, value_parser = parse_retention)]
+    pub remove_on_complete: Option<Retention>,
+    /// What to keep once failed, as --remove-on-complete.
+    #[arg(long, value_parser = parse_retention)]
+    pub remove_on_fail: Option<Retention>,
+    /// Run it before the jobs already waiting.
+    #[arg(long)]
+    pub lifo: bool,
+    /// A job id of your own (adding it again returns the same job).
+    #[arg(long)]
+    pub job_id: Option<String>,
+}
+
+impl JobFlags {
+    /// The options these flags give, as the API takes them (unset flags stay unset).
+    pub fn to_input(&self) -> Result<JobOptionsInput, String> {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let backoff = match &self.backoff {
+            None => None,
+            Some((kind, delay)) => {
+                let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                let jitter = self.backoff_jitter.unwrap_or(0.0);
+                Some(match kind.as_str() {
+                    "fixed" if self.backoff_max.is_some() => {
+                        return Err("--backoff-max goes with an exponential --backoff".into());
+                    }
+                    "fixed" => Backoff::Fixed { delay_ms, jitter },
+                    _ => Backoff::Exponential {
+                        delay_ms,
+                        jitter,
+                        max_delay_ms: self
+                            .backoff_max
+                            .map(|m| u64::try_from(m.as_millis()).unwrap_or(u64::MAX)),
+                    },
+                })
+            }
+        };
+        Ok(JobOptionsInput {
+            job_id: self.job_id.clone(),
+            delay_ms: self.delay.map(ms),
+            priority: self.priority,
+            attempts: self.attempts,
+            backoff,
+            timeout_ms: self.timeout.map(ms),
+            remove_on_complete: self.remove_on_complete,
+            remove_on_fail: self.remove_on_fail,
+            lifo: self.lifo.then_some(true),
+        })
+    }
+}
+
+/// `fixed:5s` or `exponential:1s`.
+fn parse_backoff(s: &str) -> Result<(String, Duration), String> {
+    let (kind, delay) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not a backoff such as fixed:5s or exponential:1s"))?;
+    if kind != "fixed" && kind != "exponential" {
+        return Err(format!(
+            "'{kind}' is not a backoff type; use fixed or exponential"
+        ));
+    }
+    Ok((kind.to_string(), parse_duration(delay)?))
+}
+
+/// `true`, `false`, `N`, or `count=N`, `age=DURATION`, or both joined by a comma.
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    match s {
+        "true" => return Ok(Retention::RemoveAll),
+        "false" => return Ok(Retention::KeepAll),
+        _ => {}
+    }
+    if let Ok(count) = s.parse::<u64>() {
+        return Ok(Retention::Keep {
+            count: Some(count),
+            age_ms: None,
+        });
+    }
+    let (mut count, mut age_ms) = (None, None);
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("count", n)) => {
+                count = Some(
+                    n.parse::<u64>()
+                        .map_err(|_| format!("count={n}: not a number"))?,
+                );
+            }
+            Some(("age", d)) => {
+                age_ms = Some(u64::try_from(parse_duration(d)?.as_millis()).unwrap_or(u64::MAX));
+            }
+            _ => {
+                return Err(format!(
+                    "'{s}' is not a retention: true (remove), false (keep all), N (keep the last N), or count=N,age=7d"
+                ));
+            }
+        }
+    }
+    Ok(Retention::Keep { count, age_ms })
 }
 
 /// `stagehand schedules ...`
@@ -197,7 +435,21 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, bind } => serve(config, bind),
-        command => admin::run(&cli.server, cli.token.as_deref(), command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "stagehand",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        command => admin::run(
+            &cli.server,
+            cli.token.as_deref(),
+            output::Mode::new(cli.output),
+            command,
+        ),
     }
 }
 

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stagehand_core::options::validate_job_id;
+use stagehand_core::options::{validate_job_id, validate_job_name};
 use stagehand_core::{JobId, JobOptions, JobOptionsInput, JobState, NewJob};
 
 use super::{ApiError, ApiState};
@@ -12,8 +12,6 @@ use super::{ApiError, ApiState};
 const MAX_BULK: usize = 10_000;
 /// Most jobs one list request returns.
 const MAX_LIST: usize = 1000;
-/// The longest job name accepted, in bytes.
-const MAX_NAME: usize = 256;
 /// The furthest a list may page.
 const MAX_OFFSET: usize = 1_000_000_000;
 
@@ -30,11 +28,7 @@ pub(super) struct JobRequest {
 
 impl JobRequest {
     fn into_job(self, defaults: &JobOptions, at: &str) -> Result<NewJob, ApiError> {
-        if self.name.is_empty() || self.name.len() > MAX_NAME {
-            return Err(ApiError::BadRequest(format!(
-                "{at}name: must be 1 to {MAX_NAME} bytes"
-            )));
-        }
+        validate_job_name(&self.name).map_err(|e| ApiError::BadRequest(format!("{at}{e}")))?;
         let options = self
             .options
             .resolve(defaults)

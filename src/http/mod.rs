@@ -220,6 +220,13 @@ pub fn scope(
         .service(
             resource("/api/queues/{queue}/resume", "POST").route(web::post().to(queues::resume)),
         )
+        // Bulk actions on a queue, each bounded per call by its body's `limit`.
+        .service(
+            resource("/api/queues/{queue}/retry-failed", "POST")
+                .route(web::post().to(queues::retry_failed)),
+        )
+        .service(resource("/api/queues/{queue}/clean", "POST").route(web::post().to(queues::clean)))
+        .service(resource("/api/queues/{queue}/drain", "POST").route(web::post().to(queues::drain)))
         .service(
             resource("/api/queues/{queue}/jobs", "GET, POST")
                 .route(web::post().to(jobs::add))

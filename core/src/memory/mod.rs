@@ -26,7 +26,7 @@ use state::{Entry, Events, Inner, Lease};
 
 use crate::schedule::Schedule;
 use crate::store::{
-    ActiveJob, AddResult, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, PutSchedule,
+    ActiveJob, AddResult, Batch, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, PutSchedule,
     QueueStore, RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs,
     page_plan, stored_states,
 };
@@ -487,22 +487,33 @@ impl QueueStore for MemoryStore {
                     hint: "only failed jobs can be retried".into(),
                 });
             }
-            inner.unplace(id);
-            if let Some(entry) = inner.jobs.get_mut(id) {
-                let job = Arc::make_mut(&mut entry.job);
-                job.attempts_made = 0;
-                job.stalled_count = 0;
-                job.released_count = 0;
-                job.failed_reason = None;
-                job.finished_at = None;
-                job.run_at = now_ms();
-                let ready = entry.job.ready_state();
-                inner.place(id, ready);
-            }
+            inner.retry_job(id, now_ms());
         }
         self.wake();
         self.publish(vec![(id.into(), JobEventKind::Added)]);
         Ok(())
+    }
+
+    async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError> {
+        let now = now_ms();
+        let (ids, more) = {
+            let mut inner = self.lock();
+            let ids: Vec<JobId> = inner.failed.values().take(limit).cloned().collect();
+            for id in &ids {
+                inner.retry_job(id, now);
+            }
+            (ids, !inner.failed.is_empty())
+        };
+        let count = ids.len();
+        if count > 0 {
+            self.wake();
+        }
+        self.publish(
+            ids.into_iter()
+                .map(|id| (id, JobEventKind::Added))
+                .collect(),
+        );
+        Ok(Batch { count, more })
     }
 
     async fn remove(&self, id: &str) -> Result<bool, StoreError> {
@@ -584,19 +595,31 @@ impl QueueStore for MemoryStore {
         Ok(self.lock().paused)
     }
 
-    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
+    async fn drain(&self, include_delayed: bool, limit: usize) -> Result<Batch, StoreError> {
         let mut inner = self.lock();
-        let mut victims: Vec<JobId> = inner.live_waiting().cloned().collect();
-        inner.wait.clear();
-        inner.waiting = 0;
-        victims.extend(std::mem::take(&mut inner.prioritized).into_values());
-        if include_delayed {
-            victims.extend(std::mem::take(&mut inner.delayed).into_values());
+        let mut victims: Vec<JobId> = Vec::new();
+        while victims.len() < limit {
+            let Some(id) = inner.pop_ready() else {
+                break;
+            };
+            victims.push(id);
+        }
+        while include_delayed && victims.len() < limit {
+            let Some((_, id)) = inner.delayed.pop_first() else {
+                break;
+            };
+            victims.push(id);
         }
         for id in &victims {
             inner.jobs.remove(id);
         }
-        Ok(victims.len())
+        let more = inner.waiting > 0
+            || !inner.prioritized.is_empty()
+            || (include_delayed && !inner.delayed.is_empty());
+        Ok(Batch {
+            count: victims.len(),
+            more,
+        })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {

@@ -306,6 +306,17 @@ impl Inner {
         Some(ended)
     }
 
+    /// Sends a failed job back to ready ([`Job::reset_for_retry`]).
+    pub(super) fn retry_job(&mut self, id: &str, now: u64) {
+        self.unplace(id);
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        Arc::make_mut(&mut entry.job).reset_for_retry(now);
+        let ready = entry.job.ready_state();
+        self.place(id, ready);
+    }
+
     /// Puts an active job back to ready (or delayed, for a retry with backoff).
     pub(super) fn requeue(&mut self, id: &str, delay_ms: u64, now: u64) -> bool {
         self.unplace(id);

@@ -25,9 +25,9 @@ use crate::job::{Job, JobId, JobState};
 use crate::options::Retention;
 use crate::schedule::Schedule;
 use crate::store::{
-    ActiveJob, AddResult, Counts, JobEvent, LeaseToken, NewJob, Outcome, PutSchedule, QueueStore,
-    RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs, page_plan,
-    seen_state, stored_states,
+    ActiveJob, AddResult, Batch, Counts, JobEvent, LeaseToken, NewJob, Outcome, PutSchedule,
+    QueueStore, RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs,
+    page_plan, seen_state, stored_states,
 };
 use codec::{RawJob, decode_job};
 pub use conn::{Conn, DEFAULT_COMMAND_TIMEOUT, SingleClient, Target};
@@ -115,6 +115,18 @@ fn push_settlements(
             .arg(delay_ms);
     }
     Ok(())
+}
+
+/// The error of a call made in bounded steps, once `done` jobs were changed by earlier steps:
+/// "nothing changed" is then no longer true, so it is reported as of unknown outcome.
+fn after_steps(err: StoreError, done: usize) -> StoreError {
+    match err {
+        StoreError::Unavailable { reason, source } if done > 0 => StoreError::OutcomeUnknown {
+            reason: format!("{reason}, after {done} job(s) were changed"),
+            source,
+        },
+        other => other,
+    }
 }
 
 fn retention(keep: Retention) -> String {
@@ -497,6 +509,22 @@ impl QueueStore for RedisStore {
         }
     }
 
+    async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError> {
+        // The script moves a bounded step per call; this loops to `limit`.
+        let mut done = Batch::default();
+        loop {
+            let (n, left): (usize, u8) = self
+                .admin("retry_failed", &[(limit - done.count).to_string()])
+                .await
+                .map_err(|e| after_steps(e, done.count))?;
+            done.count += n;
+            done.more = left == 1;
+            if !done.more || n == 0 || done.count >= limit {
+                return Ok(done);
+            }
+        }
+    }
+
     async fn remove(&self, id: &str) -> Result<bool, StoreError> {
         let answer: String = self.admin("remove", &[id.to_string()]).await?;
         match answer.as_str() {
@@ -536,7 +564,8 @@ impl QueueStore for RedisStore {
                             cursor.to_string(),
                         ],
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| after_steps(e, removed))?;
                 removed += n;
                 cursor = next;
             }
@@ -556,19 +585,22 @@ impl QueueStore for RedisStore {
         self.admin::<u8>("paused", &[]).await.map(|p| p == 1)
     }
 
-    async fn drain(&self, include_delayed: bool) -> Result<usize, StoreError> {
-        // Bounded steps until nothing is left (jobs added meanwhile may go too).
-        let mut removed = 0;
+    async fn drain(&self, include_delayed: bool, limit: usize) -> Result<Batch, StoreError> {
+        // The script removes a bounded step per call; this loops to `limit`.
+        let delayed = if include_delayed { "1" } else { "0" };
+        let mut done = Batch::default();
         loop {
             let (n, left): (usize, u8) = self
                 .admin(
                     "drain",
-                    &[if include_delayed { "1" } else { "0" }.to_string()],
+                    &[delayed.to_string(), (limit - done.count).to_string()],
                 )
-                .await?;
-            removed += n;
-            if left == 0 {
-                return Ok(removed);
+                .await
+                .map_err(|e| after_steps(e, done.count))?;
+            done.count += n;
+            done.more = left == 1;
+            if !done.more || n == 0 || done.count >= limit {
+                return Ok(done);
             }
         }
     }

@@ -1,4 +1,6 @@
 -- Administration, one operation per call. KEYS[1]: K:id. ARGV: K, operation, arguments.
+-- Operations: progress, log, get, counts, list, retry, retry_failed, remove, clean, next_due,
+-- paused, pause, resume, drain (each one's arguments are given where it is handled).
 local K = ARGV[1]
 local op = ARGV[2]
 local now = now_ms()
@@ -15,6 +17,14 @@ if op == 'get' or op == 'counts' or op == 'list' then
 end
 -- What marks a waiting job's place for removal (no job id holds a control character).
 local GONE = '\0gone'
+
+-- Sends a failed job (already out of the failed set) back to ready: a fresh attempt budget,
+-- no reason or finish time, ready now; its history is kept. As `Job::reset_for_retry`.
+local function retry_job(K, id)
+  rcall('HSET', jkey(K, id), 'made', 0, 'stall', 0, 'rel', 0, 'run_at', now)
+  rcall('HDEL', jkey(K, id), 'reason', 'fin')
+  place_ready(K, id)
+end
 
 if op == 'progress' then
   local id = ARGV[3]
@@ -61,12 +71,30 @@ elseif op == 'retry' then
   if not state then return 'missing' end
   if state ~= 'failed' then return state end
   unplace(K, id, state)
-  rcall('HSET', jkey(K, id), 'made', 0, 'stall', 0, 'rel', 0, 'run_at', now)
-  rcall('HDEL', jkey(K, id), 'reason', 'fin')
-  place_ready(K, id)
+  retry_job(K, id)
   event(K, id, 'added')
   signal(K)
   return 'ok'
+elseif op == 'retry_failed' then
+  -- One bounded step: moves the first ARGV[3] (at most CHUNK) jobs of the failed set, those
+  -- that failed first, back to ready. Returns { moved, 1 if failed jobs remain }.
+  local limit = math.min(tonumber(ARGV[3]), CHUNK)
+  local ids = {}
+  if limit > 0 then ids = rcall('ZRANGE', K .. KEY.failed, 0, limit - 1) end
+  call_chunked('ZREM', K .. KEY.failed, ids)
+  local moved = {}
+  for _, id in ipairs(ids) do
+    -- A set member whose job is gone is dropped, not revived as an empty job.
+    if rcall('EXISTS', jkey(K, id)) == 1 then
+      retry_job(K, id)
+      moved[#moved + 1] = id
+    end
+  end
+  events(K, moved, 'added')
+  if #moved > 0 then signal(K) end
+  local left = 0
+  if rcall('ZCARD', K .. KEY.failed) > 0 then left = 1 end
+  return { #moved, left }
 elseif op == 'remove' then
   local id = ARGV[3]
   local state = rcall('HGET', jkey(K, id), 'state')
@@ -128,9 +156,10 @@ elseif op == 'resume' then
   signal(K)
   return 1
 elseif op == 'drain' then
-  -- One bounded step: removes up to CHUNK waiting, prioritized (and, if ARGV[3] is '1',
-  -- delayed) jobs. Returns { removed, 1 if some are left }.
-  local budget = CHUNK
+  -- One bounded step: removes up to ARGV[4] (at most CHUNK) waiting, then prioritized (and,
+  -- if ARGV[3] is '1', delayed) jobs. Returns { removed, 1 if some are left }.
+  local step = math.min(tonumber(ARGV[4]), CHUNK)
+  local budget = step
   local sets = { K .. KEY.wait, K .. KEY.prio }
   if ARGV[3] == '1' then table.insert(sets, K .. KEY.delayed) end
   for _, key in ipairs(sets) do
@@ -153,6 +182,6 @@ elseif op == 'drain' then
     if key == K .. KEY.wait then n = rcall('LLEN', key) else n = rcall('ZCARD', key) end
     if n > 0 then left = 1 end
   end
-  return { CHUNK - budget, left }
+  return { step - budget, left }
 end
 return redis.error_reply('unknown operation ' .. tostring(op))
