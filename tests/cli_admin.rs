@@ -605,3 +605,126 @@ fn cli_completions_name_the_subcommands() {
         .expect("run the CLI");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `wait` shows the job once it finished; `metrics` shows the seed's aggregate, a queue's
+/// history and the Prometheus text.
+#[tokio::test]
+async fn cli_wait_and_metrics_show_what_happened() {
+    let service = Service::start(CONFIG).await;
+    let id = service
+        .api
+        .add(
+            "export",
+            json!({"name": "r", "data": {"format": "csv", "records": [{"a": 1}]}}),
+        )
+        .await;
+    let job = json_of(&service, &["wait", "export", &id, "--timeout", "30s"]);
+    assert_eq!(job["state"], "completed", "{job}");
+    // A job nothing runs: the wait runs out, and says so.
+    let held = service.api.add("email", json!({"name": "x"})).await;
+    let said = failure(&service, &["wait", "email", &held, "--timeout", "50ms"], 1);
+    assert!(said.contains("did not finish"), "{said}");
+
+    let aggregate = json_of(&service, &["metrics"]);
+    assert_eq!(aggregate["queues"]["email"]["waiting"], 1, "{aggregate}");
+    assert_eq!(aggregate["queues"]["export"]["completed"], 1, "{aggregate}");
+    let table = service.cli(&["metrics", "--output", "table"]);
+    assert!(stdout(&table).contains("COMPLETED"), "{}", stdout(&table));
+    let history = eventually("the history to show the job", || async {
+        let h = json_of(&service, &["metrics", "export", "--since", "10m"]);
+        (h["completed"] == 1).then_some(h)
+    })
+    .await;
+    assert_eq!(history["minutes"].as_array().map(Vec::len), Some(11));
+    let prometheus = service.cli(&["metrics", "--prometheus"]);
+    assert!(
+        stdout(&prometheus)
+            .contains("stagehand_jobs_total{queue=\"export\",name=\"r\",outcome=\"completed\"} 1"),
+        "{}",
+        stdout(&prometheus)
+    );
+    let bad = failure(&service, &["metrics", "nope"], 1);
+    assert!(bad.contains("unknown_queue"), "{bad}");
+}
+
+/// `events` prints each event as a JSON line with its cursor, and `--after` that cursor
+/// starts right after it.
+#[tokio::test]
+async fn cli_events_follows_and_resumes_after_a_cursor() {
+    use std::io::{BufRead, BufReader};
+    let service = Service::start(CONFIG).await;
+    let mut child = std::process::Command::new(common::binary())
+        .args([
+            "events",
+            "--queue",
+            "export",
+            "--type",
+            "completed",
+            "--output",
+            "json",
+        ])
+        .env("STAGEHAND_SERVER", &service.api.base)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run events");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    // Jobs are added until the follower has seen one: it subscribes at its own pace.
+    let mut seen = Vec::new();
+    let mut ids = Vec::new();
+    while seen.len() < 3 {
+        ids.push(
+            service
+                .api
+                .add(
+                    "export",
+                    json!({"name": "r", "data": {"format": "csv", "records": [{"a": 1}]}}),
+                )
+                .await,
+        );
+        let patience = std::time::Duration::from_secs(if seen.is_empty() { 1 } else { 30 });
+        if let Ok(Some(v)) = tokio::time::timeout(patience, rx.recv()).await {
+            seen.push(v);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().all(|e| e["event"] == "completed"), "{seen:?}");
+    let cursor = seen[1]["cursor"].as_str().expect("a cursor").to_string();
+    let mut again = std::process::Command::new(common::binary())
+        .args([
+            "events",
+            "--queue",
+            "export",
+            "--type",
+            "completed",
+            "--output",
+            "json",
+            "--after",
+            &cursor,
+        ])
+        .env("STAGEHAND_SERVER", &service.api.base)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run events --after");
+    let mut lines = BufReader::new(again.stdout.take().expect("stdout")).lines();
+    let next: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON");
+    let _ = again.kill();
+    let _ = again.wait();
+    assert_eq!(
+        next["id"], seen[2]["id"],
+        "the first event after the cursor"
+    );
+    let refused = failure(&service, &["events", "--type", "exploded"], 1);
+    assert!(refused.contains("bad_request"), "{refused}");
+}

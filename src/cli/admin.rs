@@ -38,6 +38,27 @@ pub(super) fn run(server: &str, token: Option<&str>, mode: Mode, command: Comman
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Events {
+        queues,
+        job,
+        types,
+        after,
+    } = command
+    {
+        let follow = super::follow::Follow {
+            queues,
+            job,
+            types,
+            after,
+        };
+        return match runtime.block_on(follow.run(&client, server.trim_end_matches('/'), mode)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("stagehand: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let answer = runtime.block_on(call(&client, server.trim_end_matches('/'), command));
     match answer.and_then(|a| a.render(mode)) {
         Ok(output) => {
@@ -260,6 +281,42 @@ async fn call(client: &reqwest::Client, server: &str, command: Command) -> Resul
             let answer = post(client, &url, &message).await?;
             Ok(Answer::new(answer, View::Json))
         }
+        Command::Wait { queue, id, timeout } => {
+            let mut url = path_url(server, &["api", "queues", &queue, "jobs", &id, "wait"])?;
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            url.query_pairs_mut()
+                .append_pair("timeout_ms", &ms.to_string());
+            Ok(Answer::new(get(client, &url).await?, View::Job))
+        }
+        Command::Metrics {
+            queue,
+            since,
+            prometheus,
+        } => {
+            if prometheus {
+                let url = path_url(server, &["metrics"])?;
+                return Ok(Answer::new(
+                    Value::String(get_text(client, &url).await?),
+                    View::Text,
+                ));
+            }
+            match queue {
+                Some(queue) => {
+                    let mut url = path_url(server, &["api", "queues", &queue, "metrics"])?;
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let back = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
+                    url.query_pairs_mut()
+                        .append_pair("from", &now.saturating_sub(back).max(0).to_string())
+                        .append_pair("to", &now.to_string());
+                    Ok(Answer::new(get(client, &url).await?, View::History))
+                }
+                None => {
+                    let url = path_url(server, &["api", "metrics"])?;
+                    Ok(Answer::new(get(client, &url).await?, View::Aggregate))
+                }
+            }
+        }
+        Command::Events { .. } => Err("events streams; it is run apart".into()),
         Command::Serve { .. } | Command::Completions { .. } => Err("not an admin command".into()),
     }
 }
@@ -268,6 +325,26 @@ async fn get(client: &reqwest::Client, url: &reqwest::Url) -> Result<Value, Stri
     send(client.get(url.clone()), url.as_str())
         .await
         .map_err(Failure::into_message)
+}
+
+/// A GET whose answer is text (`/metrics`).
+async fn get_text(client: &reqwest::Client, url: &reqwest::Url) -> Result<String, String> {
+    let shown = crate::backend::redacted(url.as_str());
+    let response = client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {shown}: {}", e.without_url()))?;
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("{shown}: {}", e.without_url()))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(super::follow::failure(status, &body))
+    }
 }
 
 async fn post(client: &reqwest::Client, url: &reqwest::Url, body: &Value) -> Result<Value, String> {

@@ -4,6 +4,7 @@
 //! `--output json`); see `output.rs`.
 
 mod admin;
+mod follow;
 mod jobs_file;
 mod output;
 
@@ -172,6 +173,45 @@ pub enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+    /// Wait for a job to finish (completed or failed) and show it; fails after --timeout.
+    Wait {
+        /// The queue.
+        queue: String,
+        /// The job's id.
+        id: String,
+        /// How long to wait (at most 5m).
+        #[arg(long, value_parser = parse_duration, default_value = "30s")]
+        timeout: Duration,
+    },
+    /// Follow job events as they happen (Ctrl-C to stop); reconnects where it left off.
+    Events {
+        /// Only these queues (repeatable; default every queue).
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        /// Only this job's events.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only these types (repeatable): added, active, progress, completed, failed,
+        /// retrying, stalled, removed.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Start after this cursor (the `cursor` of an event an earlier run printed with
+        /// --output json).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Show every queue's counts with the Redis and cache figures; with a queue, its
+    /// per-minute history; with --prometheus, the server's /metrics text.
+    Metrics {
+        /// Show this queue's per-minute history.
+        queue: Option<String>,
+        /// How far back the history goes (at most 14d).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        since: Duration,
+        /// Print the Prometheus text of /metrics as it is.
+        #[arg(long, conflicts_with = "queue")]
+        prometheus: bool,
     },
 }
 

@@ -36,6 +36,13 @@ impl Mode {
     }
 }
 
+impl Mode {
+    /// Whether this run prints JSON.
+    pub(super) fn is_json(self) -> bool {
+        self.format == OutputFormat::Json
+    }
+}
+
 /// How a person reads an answer.
 pub(super) enum View {
     /// JSON either way (cache values, schedules, publish).
@@ -55,6 +62,12 @@ pub(super) enum View {
     Note(String),
     /// Nothing (an answer without a body).
     Nothing,
+    /// Text as it came (a JSON string), in every mode.
+    Text,
+    /// `/api/metrics`: every queue's counts, the cache and each Redis.
+    Aggregate,
+    /// A queue's per-minute history.
+    History,
 }
 
 /// A command's answer: its JSON and how a person reads it.
@@ -73,6 +86,7 @@ impl Answer {
         let json_asked = mode.explicit && mode.format == OutputFormat::Json;
         match (&self.view, mode.format) {
             (View::Nothing, _) => Ok(String::new()),
+            (View::Text, _) => Ok(self.json.as_str().unwrap_or_default().to_string()),
             (View::Id, _) if !json_asked => self.json["id"]
                 .as_str()
                 .map(str::to_string)
@@ -87,6 +101,8 @@ impl Answer {
                 self.json.as_array().map(Vec::as_slice).unwrap_or_default(),
             )),
             (View::Note(note), OutputFormat::Table) => Ok(note.clone()),
+            (View::Aggregate, OutputFormat::Table) => Ok(aggregate(&self.json)),
+            (View::History, OutputFormat::Table) => Ok(history(&self.json)),
         }
     }
 }
@@ -104,6 +120,19 @@ fn table() -> Table {
 /// Now, in ms since the epoch (this machine's clock).
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// A time in ms since the epoch as a local time of day with milliseconds.
+pub(super) fn local_time(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%H:%M:%S%.3f")
+                .to_string()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// A time in ms since the epoch as a local date and time.
@@ -435,6 +464,132 @@ fn queues(list: &[Value]) -> String {
         }
     }
     t.to_string()
+}
+
+/// `/api/metrics` as a table of queues, then the cache and each Redis in a sentence.
+fn aggregate(answer: &Value) -> String {
+    const COLUMNS: [&str; 6] = [
+        "waiting",
+        "active",
+        "delayed",
+        "completed",
+        "failed",
+        "total",
+    ];
+    let mut t = table();
+    let mut header = vec!["QUEUE".to_string()];
+    header.extend(COLUMNS.iter().map(|c| c.to_uppercase()));
+    t.set_header(header);
+    if let Some(queues) = answer["queues"].as_object() {
+        for (name, counts) in queues {
+            let mut row = vec![name.clone()];
+            row.extend(
+                COLUMNS
+                    .iter()
+                    .map(|c| counts[c].as_u64().map(count).unwrap_or_default()),
+            );
+            t.add_row(row);
+        }
+    }
+    for i in 1..=COLUMNS.len() {
+        if let Some(column) = t.column_mut(i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = t.to_string();
+    let cache = &answer["cache"];
+    if cache.is_object() {
+        out.push_str(&format!(
+            "\n\ncache ({}): {} hits, {} misses, {} errors, hit rate {:.1}%",
+            text(&cache["strategy"]),
+            count(cache["hits"].as_u64().unwrap_or(0)),
+            count(cache["misses"].as_u64().unwrap_or(0)),
+            count(cache["errors"].as_u64().unwrap_or(0)),
+            cache["hit_rate"].as_f64().unwrap_or(0.0)
+        ));
+    }
+    for redis in answer["redis"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let m = &redis["metrics"];
+        out.push_str(&format!(
+            "\nredis {} at {}: ",
+            text(&redis["role"]),
+            text(&redis["server"])
+        ));
+        if m.is_object() {
+            out.push_str(&format!(
+                "version {}, up {}, {} clients, {} used",
+                text(&m["version"]),
+                span(
+                    m["uptime_seconds"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        .saturating_mul(1000)
+                ),
+                text(&m["connected_clients"]),
+                text(&m["used_memory_human"])
+            ));
+        } else {
+            out.push_str(&text(&redis["error"]));
+        }
+    }
+    out
+}
+
+/// A queue's per-minute history: the minutes in which something ended, and the totals.
+fn history(answer: &Value) -> String {
+    let minutes = answer["minutes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut t = table();
+    t.set_header([
+        "MINUTE",
+        "COMPLETED",
+        "FAILED",
+        "ATTEMPTS",
+        "P50",
+        "P90",
+        "P99",
+    ]);
+    let quantile = |v: &Value| v.as_u64().map(span).unwrap_or_default();
+    let mut shown = 0;
+    for m in minutes
+        .iter()
+        .filter(|m| m["attempts"].as_u64().unwrap_or(0) > 0)
+    {
+        shown += 1;
+        t.add_row([
+            local(m["at"].as_u64().unwrap_or(0)),
+            count(m["completed"].as_u64().unwrap_or(0)),
+            count(m["failed"].as_u64().unwrap_or(0)),
+            count(m["attempts"].as_u64().unwrap_or(0)),
+            quantile(&m["p50_ms"]),
+            quantile(&m["p90_ms"]),
+            quantile(&m["p99_ms"]),
+        ]);
+    }
+    for i in 1..=6 {
+        if let Some(column) = t.column_mut(i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let summary = format!(
+        "{}: {} completed, {} failed from {} to {}",
+        text(&answer["queue"]),
+        jobs(answer["completed"].as_u64().unwrap_or(0)),
+        count(answer["failed"].as_u64().unwrap_or(0)),
+        local(answer["from"].as_u64().unwrap_or(0)),
+        local(answer["to"].as_u64().unwrap_or(0)),
+    );
+    if shown == 0 {
+        format!("{summary}; no job ended in that time")
+    } else {
+        format!("{t}\n{summary}")
+    }
 }
 
 #[cfg(test)]
