@@ -48,7 +48,6 @@ pub const MAX_NAMES: usize = 100;
 pub const OTHER_NAME: &str = "_other";
 
 /// One queue's handles for one job name.
-#[derive(Clone)]
 pub struct JobHandles {
     /// `outcome="added"`.
     pub added: Counter,
@@ -83,8 +82,8 @@ pub struct QueueMetrics {
 
 struct Inner {
     queue: String,
-    names: Mutex<HashMap<String, JobHandles>>,
-    other: std::sync::OnceLock<JobHandles>,
+    names: Mutex<HashMap<String, Arc<JobHandles>>>,
+    other: std::sync::OnceLock<Arc<JobHandles>>,
     stalled: Counter,
     wait: Histogram,
     busy: Gauge,
@@ -106,21 +105,21 @@ impl QueueMetrics {
     }
 
     /// The handles for jobs called `name`.
-    pub fn job(&self, name: &str) -> JobHandles {
+    pub fn job(&self, name: &str) -> Arc<JobHandles> {
         let mut names = self.inner.names.lock();
         if let Some(handles) = names.get(name) {
-            return handles.clone();
+            return Arc::clone(handles);
         }
         if names.len() >= MAX_NAMES {
             let queue = &self.inner.queue;
             return self
                 .inner
                 .other
-                .get_or_init(|| JobHandles::new(queue, OTHER_NAME))
+                .get_or_init(|| Arc::new(JobHandles::new(queue, OTHER_NAME)))
                 .clone();
         }
-        let handles = JobHandles::new(&self.inner.queue, name);
-        names.insert(name.to_string(), handles.clone());
+        let handles = Arc::new(JobHandles::new(&self.inner.queue, name));
+        names.insert(name.to_string(), Arc::clone(&handles));
         handles
     }
 

@@ -37,7 +37,7 @@ pub(super) const ESCALATION_GRACE: Duration = Duration::from_secs(5);
 
 struct Finished {
     slot: usize,
-    handles: JobHandles,
+    handles: Arc<JobHandles>,
     started: Instant,
     id: JobId,
     token: LeaseToken,
