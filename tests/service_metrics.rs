@@ -202,6 +202,8 @@ backoff = {{ type = "fixed", delay_ms = 0 }}
             0.0,
         ),
         (r#"stagehand_alerts_total{kind="job_failed"}"#, 1.0),
+        (r#"stagehand_mailbox_depth{actor="queue"}"#, 0.0),
+        (r#"stagehand_mailbox_depth{actor="alert"}"#, 0.0),
         (r#"stagehand_cache_operations_total{result="hit"}"#, 1.0),
         (r#"stagehand_cache_operations_total{result="miss"}"#, 1.0),
         (

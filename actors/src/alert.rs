@@ -171,6 +171,7 @@ impl Handler<Alert> for AlertActor {
     type Result = ();
 
     fn handle(&mut self, mut alert: Alert, _ctx: &mut Self::Context) {
+        crate::metrics::MailboxDepth::new("alert").taken();
         let now = Instant::now();
         if !self.dedup_window.is_zero() {
             let key = alert.dedup_key();
@@ -226,7 +227,10 @@ impl Handler<RecentAlerts> for AlertActor {
 /// blocking the sender.
 pub fn raise(alerts: &Addr<AlertActor>, alert: Alert) {
     crate::metrics::alert_raised(alert.kind.as_str());
+    let depth = crate::metrics::MailboxDepth::new("alert");
+    depth.sent();
     if let Err(err) = alerts.try_send(alert) {
+        depth.taken();
         tracing::warn!(error = %err, "alert mailbox full or closed; alert dropped");
     }
 }

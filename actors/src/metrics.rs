@@ -8,7 +8,7 @@
 //! | `stagehand_job_duration_seconds` | histogram | `queue`, `name` |
 //! | `stagehand_job_wait_seconds` | histogram | `queue` (ready to started) |
 //! | `stagehand_pool_busy_slots` | gauge | `queue` |
-//! | `stagehand_mailbox_depth` | gauge | `actor` (messages sent and not yet answered) |
+//! | `stagehand_mailbox_depth` | gauge | `actor` (queue, alert, handler: messages sent and not yet taken or answered) |
 //! | `stagehand_schedule_fires_total` | counter | `queue` |
 //! | `stagehand_schedule_missed_total` | counter | `queue` (missed fires not run, by policy) |
 //! | `stagehand_schedule_lag_seconds` | histogram | `queue` (fire time to enqueued) |
@@ -154,6 +154,18 @@ impl MailboxDepth {
     pub fn enter(&self) -> InFlight {
         self.0.increment(1.0);
         InFlight(self.0.clone())
+    }
+}
+
+impl MailboxDepth {
+    /// A message was sent that no answer will count down: [`MailboxDepth::taken`] does.
+    pub fn sent(&self) {
+        self.0.increment(1.0);
+    }
+
+    /// The actor took a message [`MailboxDepth::sent`] counted.
+    pub fn taken(&self) {
+        self.0.decrement(1.0);
     }
 }
 

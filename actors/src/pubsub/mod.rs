@@ -77,6 +77,7 @@ pub struct HandlerActor<H: MessageHandler> {
     handler: Arc<H>,
     alerts: Addr<AlertActor>,
     stats: Arc<HandlerStats>,
+    depth: crate::metrics::MailboxDepth,
     capacity: usize,
     /// When a skipped (malformed) message was last logged: at most one line a minute.
     malformed_logged: Option<std::time::Instant>,
@@ -95,6 +96,7 @@ impl<H: MessageHandler> HandlerActor<H> {
             handler,
             alerts,
             stats: shared,
+            depth: crate::metrics::MailboxDepth::new("handler"),
             capacity,
             malformed_logged: None,
         });
@@ -139,6 +141,7 @@ impl<H: MessageHandler> Handler<Deliver> for HandlerActor<H> {
     type Result = AtomicResponse<Self, ()>;
 
     fn handle(&mut self, msg: Deliver, _ctx: &mut Self::Context) -> Self::Result {
+        self.depth.taken();
         let envelope: Envelope<H::Message> = match Envelope::parse(&msg.payload) {
             Ok(envelope) => envelope,
             Err(reason) => {
@@ -211,6 +214,7 @@ pub struct SubscriberActor {
     gap: Recipient<Gap>,
     alerts: Addr<AlertActor>,
     stats: Arc<HandlerStats>,
+    depth: crate::metrics::MailboxDepth,
     name: String,
     /// Deliveries the transport may queue before dropping.
     queue: usize,
@@ -236,6 +240,7 @@ impl SubscriberActor {
             gap,
             alerts,
             stats,
+            depth: crate::metrics::MailboxDepth::new("handler"),
             name,
             queue,
         })
@@ -284,7 +289,9 @@ impl StreamHandler<Delivery> for SubscriberActor {
             Delivery::Message {
                 channel, payload, ..
             } => {
+                self.depth.sent();
                 if self.deliver.try_send(Deliver { channel, payload }).is_err() {
+                    self.depth.taken();
                     let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                     raise(
                         &self.alerts,
