@@ -34,6 +34,8 @@ const BUCKETS: [f64; 16] = [
 const REFRESH: Duration = Duration::from_secs(1);
 /// How long a Redis may take to answer `PING` before it counts as down.
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a scrape waits for a queue's counts.
+const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The installed Prometheus recorder and the scrape-time figures it shows.
 pub struct Exporter {
@@ -97,16 +99,29 @@ impl Exporter {
 }
 
 async fn refresh(sources: &Sources<'_>) {
-    let statuses = futures::future::join_all(
-        sources
-            .runtime
-            .queues()
-            .map(|queue| async move { (queue.name().to_string(), queue.status().await) }),
-    )
-    .await;
+    // Everything is asked at once, and nothing is waited for past a second: a store that
+    // does not answer keeps its last figures (the pools alert), and the scrape stays fast.
+    let statuses = futures::future::join_all(sources.runtime.queues().map(|queue| async move {
+        let status = tokio::time::timeout(STORE_TIMEOUT, queue.status()).await;
+        (queue.name().to_string(), status)
+    }));
+    let pings = futures::future::join_all(sources.redis.iter().map(|endpoint| async move {
+        let mut conn = endpoint.conn.clone();
+        let started = Instant::now();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        let up = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
+        (endpoint.role, up, started.elapsed())
+    }));
+    let (statuses, pings) = futures::future::join(statuses, pings).await;
+    for (role, up, rtt) in pings {
+        gauge!("stagehand_redis_up", "role" => role).set(if up { 1.0 } else { 0.0 });
+        if up {
+            gauge!("stagehand_redis_rtt_seconds", "role" => role).set(rtt.as_secs_f64());
+        }
+    }
     for (queue, status) in statuses {
-        // A queue whose store does not answer keeps its last figures; the pools alert.
-        let Ok(status) = status else { continue };
+        let Ok(Ok(status)) = status else { continue };
         let c = status.counts;
         for (state, n) in [
             ("waiting", c.waiting),
@@ -144,18 +159,6 @@ async fn refresh(sources: &Sources<'_>) {
             .absolute(received);
         counter!("stagehand_pubsub_messages_total", "direction" => "dropped", "handler" => *handler)
             .absolute(stats.dropped.load(Ordering::Relaxed));
-    }
-    for endpoint in sources.redis {
-        let mut conn = endpoint.conn.clone();
-        let started = Instant::now();
-        let cmd = redis::cmd("PING");
-        let ping = cmd.query_async::<String>(&mut conn);
-        let up = matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(_)));
-        gauge!("stagehand_redis_up", "role" => endpoint.role).set(if up { 1.0 } else { 0.0 });
-        if up {
-            gauge!("stagehand_redis_rtt_seconds", "role" => endpoint.role)
-                .set(started.elapsed().as_secs_f64());
-        }
     }
 }
 

@@ -423,7 +423,7 @@ async fn cli_enqueue_file_adds_100000_jobs() {
     );
     assert_eq!(
         answer,
-        json!({"queue": "email", "file": path, "added": 100_000})
+        json!({"queue": "email", "file": path, "added": 100_000, "existing": 0})
     );
     let counts = service.api.counts("email").await;
     assert_eq!(counts["waiting"], 100_000, "{counts}");
@@ -727,4 +727,44 @@ async fn cli_events_follows_and_resumes_after_a_cursor() {
     );
     let refused = failure(&service, &["events", "--type", "exploded"], 1);
     assert!(refused.contains("bad_request"), "{refused}");
+}
+
+/// A file whose lines name one `job_id` thrice adds one job, and says the others existed; a
+/// reader that goes away early ends the CLI quietly.
+#[tokio::test]
+async fn cli_file_counts_existing_jobs_and_a_closed_pipe_is_quiet() {
+    let service = Service::start(CONFIG).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("dup.jsonl");
+    let line = r#"{"name": "x", "options": {"job_id": "dup1"}}"#;
+    std::fs::write(&path, format!("\u{feff}{line}\n{line}\n{line}\n")).expect("write");
+    let answer = json_of(
+        &service,
+        &[
+            "enqueue",
+            "email",
+            "--file",
+            path.to_str().expect("path"),
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(
+        (answer["added"].as_u64(), answer["existing"].as_u64()),
+        (Some(1), Some(2)),
+        "{answer}"
+    );
+    assert_eq!(service.api.counts("email").await["waiting"], 1);
+
+    let mut child = std::process::Command::new(common::binary())
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
 }

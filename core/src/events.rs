@@ -65,6 +65,10 @@ pub struct EventPage {
     /// True when the history no longer reaches back to the position asked for: events after
     /// it may have been trimmed away.
     pub trimmed: bool,
+    /// True when the position is past the newest event the store holds, or not one of this
+    /// store's (the store was reset, or its positions restarted): nothing after it can be
+    /// told apart, so the follower starts from now.
+    pub ahead: bool,
 }
 
 #[cfg(test)]

@@ -63,7 +63,7 @@ pub(super) fn run(server: &str, token: Option<&str>, mode: Mode, command: Comman
     match answer.and_then(|a| a.render(mode)) {
         Ok(output) => {
             if !output.is_empty() {
-                println!("{output}");
+                super::output::print_out(&output);
             }
             ExitCode::SUCCESS
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::output::{Mode, local_time, span};
+use super::output::{Mode, local_time, print_out, span};
 
 /// The longest pause between reconnects.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
@@ -163,9 +163,9 @@ impl Follow {
                         if let Some(id) = &frame.id {
                             data["cursor"] = Value::String(id.clone());
                         }
-                        println!("{data}");
+                        print_out(&data.to_string());
                     }
-                    _ => println!("{}", line(&data)),
+                    _ => print_out(&line(&data)),
                 }
                 if frame.id.is_some() {
                     self.after = frame.id;

@@ -140,7 +140,12 @@ impl<'a> Reader<'a> {
             }
             self.line += 1;
             let line = self.line;
-            let checked = std::str::from_utf8(&self.buf)
+            // A byte-order mark some editors write at the file's start is not part of the JSON.
+            let bytes = match self.buf.strip_prefix(b"\xEF\xBB\xBF") {
+                Some(rest) if line == 1 => rest,
+                _ => &self.buf[..],
+            };
+            let checked = std::str::from_utf8(bytes)
                 .map_err(|_| "not UTF-8 text".to_string())
                 .and_then(|text| check(line, text, self.cli));
             match checked {
@@ -168,7 +173,7 @@ async fn send(
     client: &reqwest::Client,
     url: &reqwest::Url,
     batch: &[Checked],
-) -> Result<usize, Refused> {
+) -> Result<(usize, usize), Refused> {
     let mut body = String::from("{\"jobs\":[");
     for (i, job) in batch.iter().enumerate() {
         if i > 0 {
@@ -207,10 +212,11 @@ async fn send(
         ))
     })?;
     if status.is_success() {
-        return answer["ids"]
-            .as_array()
-            .map(Vec::len)
-            .ok_or_else(|| Refused::Unknown(format!("unexpected answer: {answer}")));
+        let sent = answer["ids"].as_array().map(Vec::len);
+        return match (sent, answer["created"].as_u64()) {
+            (Some(sent), Some(created)) => Ok((sent, created as usize)),
+            _ => Err(Refused::Unknown(format!("unexpected answer: {answer}"))),
+        };
     }
     let detail = answer["detail"].as_str().unwrap_or("");
     // `jobs[3].options...`: the batch's fourth job, named by its line.
@@ -245,6 +251,8 @@ struct Sender<'a> {
     client: &'a reqwest::Client,
     url: reqwest::Url,
     added: u64,
+    /// Of those, the jobs that were new (a line whose `job_id` exists returns that job).
+    created: u64,
     /// The last line whose job was added: every job before it was too.
     through: usize,
     progress: ProgressBar,
@@ -257,8 +265,9 @@ impl Sender<'_> {
         let mut pending = VecDeque::from([batch]);
         while let Some(mut part) = pending.pop_front() {
             match self.send_with_retries(&part).await {
-                Ok(n) => {
+                Ok((n, created)) => {
                     self.added += n as u64;
+                    self.created += created as u64;
                     self.through = part.last().map_or(self.through, |j| j.line);
                     self.progress.inc(n as u64);
                 }
@@ -275,7 +284,7 @@ impl Sender<'_> {
 
     /// Sends `part` again after a growing pause while nothing was added and trying again may
     /// help, or while no answer came and every job has a `job_id` (so none is added twice).
-    async fn send_with_retries(&self, part: &[Checked]) -> Result<usize, Refused> {
+    async fn send_with_retries(&self, part: &[Checked]) -> Result<(usize, usize), Refused> {
         let idempotent = part.iter().all(|j| j.has_id);
         let mut pause = std::time::Duration::from_millis(250);
         let mut tries = 1;
@@ -378,6 +387,7 @@ pub(super) async fn enqueue(
         client,
         url,
         added: 0,
+        created: 0,
         through: 0,
         progress,
     };
@@ -411,13 +421,19 @@ pub(super) async fn enqueue(
         }
     }
     sender.progress.finish_and_clear();
-    let added = sender.added;
+    let (sent, created) = (sender.added, sender.created);
+    let note = if created == sent {
+        format!("added {} to {queue} from {}", jobs(created), path.display())
+    } else {
+        format!(
+            "added {} to {queue} from {}; {} named by job_id existed already",
+            jobs(created),
+            path.display(),
+            jobs(sent - created)
+        )
+    };
     Ok(Answer::new(
-        json!({ "queue": queue, "file": path.display().to_string(), "added": added }),
-        View::Note(format!(
-            "added {} to {queue} from {}",
-            jobs(added),
-            path.display()
-        )),
+        json!({ "queue": queue, "file": path.display().to_string(), "added": created, "existing": sent - created }),
+        View::Note(note),
     ))
 }

@@ -118,7 +118,7 @@ pub enum Command {
         #[arg(long, default_value = "failed", value_parser = ["failed"])]
         state: String,
         /// At most this many in all (default: as many as were failed when the command began).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
     },
     /// Remove the jobs of one state that finished (or were added) longer ago than --older-than.
@@ -128,11 +128,11 @@ pub enum Command {
         /// The state.
         #[arg(long, value_parser = CLEANABLE)]
         state: String,
-        /// Only jobs older than this (e.g. 1h, 7d; 0s for all).
-        #[arg(long, value_parser = parse_duration)]
+        /// Only jobs older than this (e.g. 1h, 7d; 0s for all; ten years at most).
+        #[arg(long, value_parser = parse_age)]
         older_than: Duration,
         /// At most this many in all (default: as many as the state held when the command began).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
     },
     /// Remove every waiting and prioritized job (and delayed ones with --delayed).
@@ -465,6 +465,16 @@ pub enum CacheCommand {
     Stats,
 }
 
+/// An age for `clean`: a duration of ten years at most, as the server takes.
+fn parse_age(s: &str) -> Result<Duration, String> {
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+    let age = parse_duration(s)?;
+    if age > TEN_YEARS {
+        return Err(format!("'{s}' is more than ten years"));
+    }
+    Ok(age)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|e| format!("'{s}' is not a duration such as 5s, 1m or 250ms: {e}"))
@@ -476,12 +486,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, bind } => serve(config, bind),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "stagehand",
-                &mut std::io::stdout(),
-            );
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stagehand", &mut script);
+            output::print_out(String::from_utf8_lossy(&script).trim_end_matches('\n'));
             ExitCode::SUCCESS
         }
         command => admin::run(

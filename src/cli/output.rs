@@ -43,6 +43,24 @@ impl Mode {
     }
 }
 
+/// Writes `text` and a newline to stdout. A reader that went away (`stagehand jobs q | head`)
+/// ends the program quietly, as a pipe's writer should; no panic.
+pub(super) fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(err) = written {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("stagehand: cannot write the output: {err}");
+        std::process::exit(1);
+    }
+}
+
 /// How a person reads an answer.
 pub(super) enum View {
     /// JSON either way (cache values, schedules, publish).

@@ -52,6 +52,12 @@ pub enum ApiError {
     /// 404: this service runs no cache.
     #[error("this service has no cache configured")]
     NoCache,
+    /// 408: a waited-for job did not finish in time (the connection stays open).
+    #[error("{0}")]
+    NotFinished(String),
+    /// 503: too many event streams are open.
+    #[error("{0}")]
+    TooManyStreams(String),
     /// 404: this process installed no Prometheus recorder.
     #[error(
         "this process has no Prometheus recorder (an embedding app installs one with stagehand::metrics::Exporter::install)"
@@ -89,6 +95,8 @@ impl ApiError {
             ApiError::NoCache => "no_cache",
             ApiError::NoPubSub => "no_pubsub",
             ApiError::NoMetrics => "no_metrics",
+            ApiError::NotFinished(_) => "wait_timeout",
+            ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::PubSub(PubSubError::Invalid(_)) => "bad_request",
             ApiError::PubSub(PubSubError::Unavailable { .. }) => "pubsub_unavailable",
             ApiError::Cache(e) => match e {
@@ -123,7 +131,8 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Timeout(_) | ApiError::NotFinished(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyStreams(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnknownQueue { .. }
             | ApiError::UnknownJob { .. }
             | ApiError::UnknownKey(_)
@@ -163,7 +172,7 @@ impl ResponseError for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::GATEWAY_TIMEOUT {
             response.insert_header(("Retry-After", "1"));
         }
-        if status == StatusCode::REQUEST_TIMEOUT {
+        if matches!(self, ApiError::Timeout(_)) {
             // The rest of a slow body is not worth waiting for.
             response.insert_header(("Connection", "close"));
         }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use stagehand_core::events::EventPosition;
@@ -27,12 +26,17 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{ApiError, ApiState};
 
-/// Frames waiting for a slow client before it is cut off.
+/// Frames waiting for a client at most.
 pub(super) const OUT_BUFFER: usize = 1024;
+/// How long a client may leave a full buffer untaken before it is cut off.
+const SLOW_CLIENT: Duration = Duration::from_secs(10);
+/// Event streams open at once, at most.
+const MAX_STREAMS: usize = 1_000;
 /// Events read from the store's history per call while catching up.
 const PAGE: usize = 500;
-/// How often an idle stream sends a comment, so proxies and clients see it alive.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How often an idle stream sends a comment, so proxies and clients see it alive (and a client
+/// that went away is noticed).
+const KEEPALIVE: Duration = Duration::from_secs(5);
 /// The event types a filter may name.
 const TYPES: [&str; 8] = [
     "added",
@@ -108,22 +112,22 @@ impl Filter {
     }
 }
 
-/// One client's stream: frames go out through a bounded channel; a full one cuts it off.
+/// One client's stream: frames go out through a bounded channel. A client that does not take
+/// a frame within [`SLOW_CLIENT`] once the channel is full is cut off.
 struct Outlet {
     tx: mpsc::Sender<Bytes>,
-    cursor: Mutex<Cursor>,
+    /// Held across a frame's send, so frames (and their cursors) go out in order.
+    cursor: tokio::sync::Mutex<Cursor>,
     cut: watch::Sender<bool>,
 }
 
 impl Outlet {
     /// Sends `event` as a frame whose id is the cursor after it; false once the stream ended.
-    fn event(&self, event: &JobEvent) -> bool {
-        let data = match serde_json::to_string(event) {
-            Ok(data) => data,
-            Err(_) => return true,
+    async fn event(&self, event: &JobEvent) -> bool {
+        let Ok(data) = serde_json::to_string(event) else {
+            return true;
         };
-        // The cursor moves and the frame is queued under one lock, so ids go out in order.
-        let mut cursor = self.cursor.lock();
+        let mut cursor = self.cursor.lock().await;
         if let Some(position) = event.position {
             cursor.insert(event.queue.clone(), position);
         }
@@ -132,25 +136,27 @@ impl Outlet {
             show_cursor(&cursor),
             kind_name(&event.kind)
         );
-        self.send(frame)
+        self.send(frame).await
     }
 
-    fn send(&self, frame: String) -> bool {
+    /// Queues `frame`, waiting up to [`SLOW_CLIENT`] for room; false once the stream ended.
+    async fn send(&self, frame: String) -> bool {
         if *self.cut.borrow() {
             return false;
         }
-        match self.tx.try_send(Bytes::from(frame)) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::info!(
-                    buffered = OUT_BUFFER,
-                    "an event stream was cut off: its client does not keep up (it resumes from its last id)"
-                );
+        match tokio::time::timeout(SLOW_CLIENT, self.tx.send(Bytes::from(frame))).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                // The client went away: every task of this stream stops.
                 self.cut.send_replace(true);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                // The client went away: every task of this stream stops.
+            Err(_) => {
+                tracing::info!(
+                    buffered = OUT_BUFFER,
+                    "an event stream was cut off: its client took no frame for {} s (it resumes from its last id)",
+                    SLOW_CLIENT.as_secs()
+                );
                 self.cut.send_replace(true);
                 false
             }
@@ -167,34 +173,55 @@ impl Outlet {
     }
 }
 
-/// Follows one queue for one client: the history after `from` (if any), then live events.
-async fn follow(
+/// One queue followed for one client.
+struct Follower {
     queue: String,
     store: Arc<dyn QueueStore>,
-    mut live: broadcast::Receiver<JobEvent>,
-    from: Option<EventPosition>,
     filter: Arc<Filter>,
     outlet: Arc<Outlet>,
-) {
-    let mut cut = outlet.cut.subscribe();
-    let mut last = from;
-    if let Some(from) = from {
-        let mut after = from;
+    /// The last event dealt with (sent, or passed over by the filter).
+    last: Option<EventPosition>,
+}
+
+impl Follower {
+    /// Sends what the store's history holds after `self.last`; false once the stream ended.
+    /// A history that no longer reaches back that far, or a position the store has never
+    /// reached (a cursor from before a restart, say), is told with an `event: gap` frame.
+    async fn catch_up(&mut self) -> bool {
+        let Some(mut after) = self.last else {
+            return true;
+        };
         let mut first = true;
         loop {
-            let page = match store.events_after(after, PAGE).await {
+            let page = match self.store.events_after(after, PAGE).await {
                 Ok(page) => page,
                 Err(err) => {
-                    outlet.end(&format!(
-                        "queue '{queue}': the event history cannot be read: {err}"
+                    self.outlet.end(&format!(
+                        "queue '{}': the event history cannot be read: {err}",
+                        self.queue
                     ));
-                    return;
+                    return false;
                 }
             };
-            if first && page.trimmed {
-                let data = json!({ "queue": queue, "after": from.to_string(), "detail": "the store's event history no longer reaches back to this position; events may be missing" });
-                if !outlet.send(format!("event: gap\ndata: {data}\n\n")) {
-                    return;
+            if first && (page.trimmed || page.ahead) {
+                // The cursor no longer compares with what follows: the page's events set it.
+                self.last = None;
+                let detail = if page.ahead {
+                    "the cursor is past the store's newest event (the store was reset or the cursor is not its own); following from now"
+                } else {
+                    "the store's event history no longer reaches back to the cursor; events may be missing"
+                };
+                let data =
+                    json!({ "queue": self.queue, "after": after.to_string(), "detail": detail });
+                if !self
+                    .outlet
+                    .send(format!("event: gap\ndata: {data}\n\n"))
+                    .await
+                {
+                    return false;
+                }
+                if page.ahead {
+                    return true;
                 }
             }
             first = false;
@@ -202,43 +229,69 @@ async fn follow(
             for event in page.events {
                 if let Some(position) = event.position {
                     after = position;
-                    last = Some(position);
+                    self.last = Some(position);
                 }
-                if filter.wants(&event) && !outlet.event(&event) {
-                    return;
+                if self.filter.wants(&event) && !self.outlet.event(&event).await {
+                    return false;
                 }
             }
             if !full {
-                break;
+                return true;
             }
         }
     }
-    loop {
-        let received = tokio::select! {
-            received = live.recv() => received,
-            _ = cut.wait_for(|cut| *cut) => return,
-        };
-        match received {
-            Ok(event) => {
-                // Already sent from the history.
-                if let (Some(position), Some(last)) = (event.position, last)
-                    && position <= last
-                {
-                    continue;
-                }
-                if filter.wants(&event) && !outlet.event(&event) {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::info!(queue = %queue, missed, "an event stream was cut off: events went by faster than it took them (it resumes from its last id)");
-                outlet.end(&format!(
-                    "queue '{queue}': {missed} events went by faster than this stream could take them; resume from the last id"
-                ));
-                return;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+
+    /// The history after the cursor (if any), then live events; a stretch the live feed
+    /// went too fast for is read back from the history.
+    async fn run(mut self, mut live: broadcast::Receiver<JobEvent>) {
+        let mut cut = self.outlet.cut.subscribe();
+        if !self.catch_up().await {
+            return;
         }
+        loop {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                _ = cut.wait_for(|cut| *cut) => return,
+            };
+            match received {
+                Ok(event) => {
+                    if let (Some(position), Some(last)) = (event.position, self.last)
+                        && position <= last
+                    {
+                        continue; // sent from the history already
+                    }
+                    if event.position.is_some() {
+                        self.last = event.position;
+                    }
+                    if self.filter.wants(&event) && !self.outlet.event(&event).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    if self.last.is_none() {
+                        tracing::info!(queue = %self.queue, missed, "an event stream was cut off: events went by faster than it took them, and there is no position to read them back from");
+                        self.outlet.end(&format!(
+                            "queue '{}': {missed} events went by faster than this stream took them; resume from the last id",
+                            self.queue
+                        ));
+                        return;
+                    }
+                    if !self.catch_up().await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Counts open event streams; one is let go when its body is dropped.
+struct StreamSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -248,12 +301,20 @@ pub(super) async fn stream(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let queues: Vec<String> = match &query.queue {
-        Some(list) => list
-            .split(',')
-            .filter(|q| !q.is_empty())
-            .map(str::to_string)
-            .collect(),
+    let queues: std::collections::BTreeSet<String> = match &query.queue {
+        Some(list) => {
+            let named: std::collections::BTreeSet<String> = list
+                .split(',')
+                .filter(|q| !q.is_empty())
+                .map(str::to_string)
+                .collect();
+            if named.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "queue: name one or more queues (comma-separated), or leave it out for every queue".into(),
+                ));
+            }
+            named
+        }
         None => state
             .runtime
             .queues()
@@ -268,6 +329,11 @@ pub(super) async fn stream(
             .store(queue)
             .ok_or_else(|| ApiError::BadRequest(format!("queue '{queue}' has no store")))?;
         stores.push((queue.clone(), store));
+    }
+    if query.job.as_deref() == Some("") {
+        return Err(ApiError::BadRequest(
+            "job: give a job id, or leave it out for every job".into(),
+        ));
     }
     let types = match &query.types {
         Some(list) => {
@@ -291,32 +357,45 @@ pub(super) async fn stream(
                 .map_err(|_| ApiError::BadRequest("Last-Event-ID: must be visible ASCII".into()))
         })
         .transpose()?;
-    let cursor = match header.or(query.last_event_id) {
+    let mut cursor = match header.or(query.last_event_id) {
         Some(text) => parse_cursor(&text)?,
         None => Cursor::new(),
     };
+    // A cursor names queues that exist; only the followed ones are kept (and echoed).
+    for queue in cursor.keys() {
+        state.queue(queue)?;
+    }
+    cursor.retain(|queue, _| queues.contains(queue));
+    let open = state
+        .streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let slot = StreamSlot(Arc::clone(&state.streams));
+    if open >= MAX_STREAMS {
+        return Err(ApiError::TooManyStreams(format!(
+            "{MAX_STREAMS} event streams are open; try again later"
+        )));
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(OUT_BUFFER);
     let outlet = Arc::new(Outlet {
         tx,
-        cursor: Mutex::new(cursor.clone()),
+        cursor: tokio::sync::Mutex::new(cursor.clone()),
         cut: watch::channel(false).0,
     });
     let filter = Arc::new(Filter {
         job: query.job,
         types,
     });
-    // Subscribed before the history is read, so nothing falls between the two.
     for (queue, store) in stores {
+        // Subscribed before the history is read, so nothing falls between the two.
         let live = store.subscribe();
-        let from = cursor.get(&queue).copied();
-        actix_web::rt::spawn(follow(
+        let follower = Follower {
+            last: cursor.get(&queue).copied(),
             queue,
             store,
-            live,
-            from,
-            Arc::clone(&filter),
-            Arc::clone(&outlet),
-        ));
+            filter: Arc::clone(&filter),
+            outlet: Arc::clone(&outlet),
+        };
+        actix_web::rt::spawn(follower.run(live));
     }
     let keepalive = Arc::clone(&outlet);
     let mut closing = state.closing.subscribe();
@@ -327,7 +406,11 @@ pub(super) async fn stream(
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if !keepalive.send(": keepalive\n\n".into()) {
+                    // Frames waiting already show the client the stream is alive.
+                    if let Err(mpsc::error::TrySendError::Closed(_)) =
+                        keepalive.tx.try_send(Bytes::from_static(b": keepalive\n\n"))
+                    {
+                        keepalive.cut.send_replace(true);
                         return;
                     }
                 }
@@ -342,9 +425,9 @@ pub(super) async fn stream(
     // The body ends once every task has let go of the outlet: when the stream is cut, the
     // client has gone, or every queue's feed closed.
     drop(outlet);
-    let body = futures::stream::unfold(rx, |mut rx| async move {
+    let body = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
         let frame = rx.recv().await?;
-        Some((Ok::<_, actix_web::Error>(frame), rx))
+        Some((Ok::<_, actix_web::Error>(frame), (rx, slot)))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -368,7 +451,9 @@ pub(super) struct WaitQuery {
 }
 
 /// Answers with the job once it has completed or failed for good; `408` if it has not within
-/// `timeout_ms`, `404` if there is no such job (or it was removed meanwhile).
+/// `timeout_ms`, `404` if there is no such job. A job removed as it finished (its retention)
+/// is answered from its event: `{"id", "queue", "state", "removed": true}`. A store that does
+/// not answer is asked again until the time is up.
 pub(super) async fn wait(
     state: web::Data<ApiState>,
     path: web::Path<(String, String)>,
@@ -389,29 +474,54 @@ pub(super) async fn wait(
     // Subscribed before the first read, so a finish between the two is not missed.
     let mut live = store.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    // How the job ended, when its event said so.
+    let mut ended: Option<&'static str> = None;
     loop {
-        let job = queue.get(&id).await?.ok_or_else(|| ApiError::UnknownJob {
-            queue: name.clone(),
-            id: id.clone(),
-        })?;
-        if matches!(job.state, JobState::Completed | JobState::Failed) {
-            return Ok(HttpResponse::Ok().json(job));
+        let job = match queue.get(&id).await {
+            Ok(job) => job,
+            // The store away: asked again until the time is up, then its error.
+            Err(err) if tokio::time::Instant::now() + RECHECK >= deadline => return Err(err.into()),
+            Err(_) => {
+                tokio::time::sleep(RECHECK).await;
+                continue;
+            }
+        };
+        match job {
+            Some(job) if matches!(job.state, JobState::Completed | JobState::Failed) => {
+                return Ok(HttpResponse::Ok().json(job));
+            }
+            None => match ended {
+                Some(state) => {
+                    return Ok(HttpResponse::Ok().json(
+                        json!({ "id": id, "queue": name, "state": state, "removed": true }),
+                    ));
+                }
+                None => {
+                    return Err(ApiError::UnknownJob {
+                        queue: name.clone(),
+                        id: id.clone(),
+                    });
+                }
+            },
+            Some(job) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ApiError::NotFinished(format!(
+                        "job '{id}' in queue '{name}' did not finish within {timeout_ms} ms; it is {}",
+                        job.state
+                    )));
+                }
+            }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Err(ApiError::Timeout(format!(
-                "job '{id}' in queue '{name}' did not finish within {timeout_ms} ms; it is {}",
-                serde_json::to_value(job.state).unwrap_or_default()
-            )));
-        }
-        let until = deadline.min(now + RECHECK);
+        let until = deadline.min(tokio::time::Instant::now() + RECHECK);
         loop {
             tokio::select! {
                 received = live.recv() => match received {
-                    Ok(event) if *event.id == *id && matches!(
-                        event.kind,
-                        JobEventKind::Completed | JobEventKind::Failed { .. } | JobEventKind::Removed
-                    ) => break,
+                    Ok(event) if *event.id == *id => match event.kind {
+                        JobEventKind::Completed => { ended = Some("completed"); break; }
+                        JobEventKind::Failed { .. } => { ended = Some("failed"); break; }
+                        JobEventKind::Removed => break,
+                        _ => {}
+                    },
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => {

@@ -124,8 +124,10 @@ pub(super) async fn add_bulk(
         .map(|(i, r)| r.into_job(queue.defaults(), &format!("jobs[{i}].")))
         .collect::<Result<Vec<_>, _>>()?;
     let added = queue.add(jobs).await?;
+    // `created` counts the new jobs: an id given that exists already returns that job.
+    let created = added.iter().filter(|a| a.created).count();
     let ids: Vec<JobId> = added.into_iter().map(|a| a.id).collect();
-    Ok(HttpResponse::Created().json(json!({ "ids": ids })))
+    Ok(HttpResponse::Created().json(json!({ "ids": ids, "created": created })))
 }
 
 pub(super) async fn show(

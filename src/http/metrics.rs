@@ -26,28 +26,48 @@ pub(super) async fn prometheus(state: web::Data<ApiState>) -> Result<HttpRespons
         .body(text))
 }
 
+/// How long the aggregate waits for one queue's counts; a queue past it shows its error.
+const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long an aggregate is reused: a burst of callers costs the stores one read.
+const AGGREGATE_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The seed's `QueueMetrics`: `waiting` counts every ready job (prioritized and paused ones
-/// too) and `total` is waiting + active + delayed, as the seed adds them.
+/// too) and `total` is waiting + active + delayed, as the seed adds them. A queue whose store
+/// does not answer within two seconds shows `{"error"}` in its place, and so does a Redis;
+/// the answer is reused for a second.
 pub(super) async fn aggregate(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let mut queues = Map::new();
-    for queue in state.runtime.queues() {
-        let c = queue.status().await?.counts;
-        let waiting = c.waiting + c.prioritized + c.paused;
-        queues.insert(
-            queue.name().to_string(),
-            json!({
-                "waiting": waiting,
-                "active": c.active,
-                "completed": c.completed,
-                "failed": c.failed,
-                "delayed": c.delayed,
-                "total": waiting + c.active + c.delayed,
-            }),
-        );
+    let mut cached = state.aggregate.lock().await;
+    if let Some((at, answer)) = cached.as_ref()
+        && at.elapsed() < AGGREGATE_FRESH
+    {
+        return Ok(HttpResponse::Ok().json(answer));
     }
-    let redis = super::redis::figures(&state).await;
+    let counts = futures::future::join_all(state.runtime.queues().map(|queue| async move {
+        let status = tokio::time::timeout(QUEUE_TIMEOUT, queue.status()).await;
+        let entry = match status {
+            Ok(Ok(status)) => {
+                let c = status.counts;
+                let waiting = c.waiting + c.prioritized + c.paused;
+                json!({
+                    "waiting": waiting,
+                    "active": c.active,
+                    "completed": c.completed,
+                    "failed": c.failed,
+                    "delayed": c.delayed,
+                    "total": waiting + c.active + c.delayed,
+                })
+            }
+            Ok(Err(err)) => json!({ "error": err.to_string() }),
+            Err(_) => json!({ "error": "the queue's store did not answer in time" }),
+        };
+        (queue.name().to_string(), entry)
+    }));
+    let (counts, redis) = futures::future::join(counts, super::redis::figures(&state)).await;
+    let queues: Map<String, serde_json::Value> = counts.into_iter().collect();
     let cache = state.cache.as_ref().map(|cache| cache.stats());
-    Ok(HttpResponse::Ok().json(json!({ "queues": queues, "redis": redis, "cache": cache })))
+    let answer = json!({ "queues": queues, "redis": redis, "cache": cache });
+    *cached = Some((std::time::Instant::now(), answer.clone()));
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,14 +82,16 @@ fn parse_time(field: &str, text: &str) -> Result<u64, ApiError> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{field}: '{text}' is neither ms since the epoch nor an RFC 3339 time"
-            ))
-        })
+    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{field}: '{text}' is neither ms since the epoch nor an RFC 3339 time"
+        ))
+    })?;
+    u64::try_from(time.timestamp_millis()).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "{field}: '{text}' is before 1970, which no history holds"
+        ))
+    })
 }
 
 /// `GET /api/queues/{q}/metrics?from=&to=`: the queue's per-minute history (every minute of
@@ -98,7 +120,7 @@ pub(super) async fn history(
     if from > to {
         return Err(ApiError::BadRequest("from: must not be after to".into()));
     }
-    if last - first >= HISTORY_MINUTES {
+    if last - first > HISTORY_MINUTES {
         return Err(ApiError::BadRequest(format!(
             "from, to: at most {} days apart (the history's length)",
             HISTORY_MINUTES / 1440

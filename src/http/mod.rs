@@ -54,6 +54,10 @@ pub struct ApiState {
     subscribers: crate::pubsub::Subscribers,
     /// Set when the server shuts down: event streams end, so they do not hold the drain.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Event streams open now.
+    streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// The last `/api/metrics` answer and when it was made.
+    aggregate: Arc<tokio::sync::Mutex<Option<(std::time::Instant, serde_json::Value)>>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -81,6 +85,8 @@ impl ApiState {
             exporter: None,
             subscribers: crate::pubsub::Subscribers::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            streams: Arc::default(),
+            aggregate: Arc::default(),
         }
     }
 

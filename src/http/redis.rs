@@ -34,12 +34,11 @@ pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, 
     Ok(HttpResponse::Ok().json(figures(&state).await))
 }
 
-/// Each Redis's role, address and INFO figures (or why they could not be read).
+/// Each Redis's role, address and INFO figures (or why they could not be read), asked at once.
 pub(super) async fn figures(state: &ApiState) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    for endpoint in &state.redis {
+    futures::future::join_all(state.redis.iter().map(|endpoint| async move {
         let mut conn = endpoint.conn.clone();
-        let entry = match tokio::time::timeout(INFO_TIMEOUT, info::metrics(&mut conn)).await {
+        match tokio::time::timeout(INFO_TIMEOUT, info::metrics(&mut conn)).await {
             Ok(Ok(metrics)) => {
                 json!({ "role": endpoint.role, "server": endpoint.shown, "metrics": metrics })
             }
@@ -49,8 +48,7 @@ pub(super) async fn figures(state: &ApiState) -> Vec<serde_json::Value> {
             Err(_) => {
                 json!({ "role": endpoint.role, "server": endpoint.shown, "error": "INFO timed out" })
             }
-        };
-        out.push(entry);
-    }
-    out
+        }
+    }))
+    .await
 }

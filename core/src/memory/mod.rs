@@ -34,15 +34,17 @@ use crate::store::{
 /// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
 pub(crate) const CHUNK: usize = 1000;
 /// Events buffered per subscriber before the slowest one starts missing some.
-const EVENT_BUFFER: usize = 4096;
+const EVENT_BUFFER: usize = 16_384;
 
 /// Events kept for followers who reconnect ([`QueueStore::events_after`]), once someone
 /// has subscribed.
-const EVENT_HISTORY: usize = 10_000;
+const EVENT_HISTORY: usize = 50_000;
 
-/// The last events, numbered, once someone has followed them.
+/// The last events, numbered, once someone has followed them. Positions are (number, epoch):
+/// the epoch (when the store was made) tells this store's positions from an earlier run's.
 #[derive(Default)]
 struct History {
+    epoch: u64,
     /// Set by the first subscriber: until then nothing is kept.
     enabled: std::sync::atomic::AtomicBool,
     ring: Mutex<(u64, std::collections::VecDeque<JobEvent>)>,
@@ -80,7 +82,10 @@ impl MemoryStore {
                 work,
             }),
             events,
-            history: Arc::default(),
+            history: Arc::new(History {
+                epoch: now_ms(),
+                ..History::default()
+            }),
             minutes: Arc::default(),
             max_jobs: Some(DEFAULT_MAX_JOBS),
         }
@@ -114,7 +119,7 @@ impl MemoryStore {
                 at,
                 position: Some(EventPosition {
                     major: ring.0,
-                    minor: 0,
+                    minor: self.history.epoch,
                     index: 0,
                 }),
             };
@@ -662,6 +667,21 @@ impl QueueStore for MemoryStore {
         max: usize,
     ) -> Result<EventPage, StoreError> {
         let ring = self.history.ring.lock();
+        let newest = ring.0;
+        if after.minor != self.history.epoch {
+            // Another run's position: all this run holds may follow it.
+            return Ok(EventPage {
+                events: ring.1.iter().take(max).cloned().collect(),
+                trimmed: true,
+                ahead: false,
+            });
+        }
+        if after.major > newest {
+            return Ok(EventPage {
+                ahead: true,
+                ..EventPage::default()
+            });
+        }
         let Some(first) = ring.1.front().and_then(|e| e.position) else {
             return Ok(EventPage::default());
         };
@@ -676,6 +696,7 @@ impl QueueStore for MemoryStore {
                 .cloned()
                 .collect(),
             trimmed: first.major > after.major.saturating_add(1),
+            ahead: false,
         })
     }
 

@@ -103,7 +103,7 @@ pub(super) struct EventFeed {
 impl EventFeed {
     pub(super) fn new() -> EventFeed {
         EventFeed {
-            sender: broadcast::channel(4096).0,
+            sender: broadcast::channel(16_384).0,
             wanted: Notify::new(),
         }
     }
@@ -226,6 +226,14 @@ pub(super) async fn after(
         .first()
         .and_then(|(id, _)| entry_id(id))
         .is_some_and(|oldest| oldest > (after.major, after.minor));
+    let newest = newest(conn, stream).await?;
+    if entry_id(&newest).is_none_or(|newest| newest < (after.major, after.minor)) {
+        return Ok(EventPage {
+            events: Vec::new(),
+            trimmed: false,
+            ahead: true,
+        });
+    }
     let mut events = Vec::new();
     let mut from = format!("{}-{}", after.major, after.minor);
     let mut inclusive = true;
@@ -256,5 +264,9 @@ pub(super) async fn after(
             }
         }
     }
-    Ok(EventPage { events, trimmed })
+    Ok(EventPage {
+        events,
+        trimmed,
+        ahead: false,
+    })
 }
