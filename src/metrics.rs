@@ -30,6 +30,8 @@ const BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP: Duration = Duration::from_secs(5);
 /// How long figures read at scrape time are reused.
 const REFRESH: Duration = Duration::from_secs(1);
 /// How long a Redis may take to answer `PING` before it counts as down.
@@ -76,6 +78,18 @@ impl Exporter {
         metrics::set_global_recorder(recorder)
             .map_err(|_| "this process has a metrics recorder already".to_string())?;
         describe();
+        // Histograms keep their samples until upkeep folds them into buckets: without it a
+        // process nobody scrapes would grow by every job.
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            })
+            .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
         Ok(Arc::new(Exporter {
             handle,
             refreshed: tokio::sync::Mutex::new(None),
