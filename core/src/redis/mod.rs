@@ -184,6 +184,28 @@ impl RedisStore {
         keys::fixed(&self.keys, name)
     }
 
+    /// Runs the admin step `op`, which does a bounded part per call and answers `(done,
+    /// left)`, until `limit` jobs are done or none are left; `args(wanted)` are its arguments.
+    async fn in_steps(
+        &self,
+        op: &str,
+        limit: usize,
+        args: impl Fn(usize) -> Vec<String>,
+    ) -> Result<Batch, StoreError> {
+        let mut done = Batch::default();
+        loop {
+            let (n, left): (usize, u8) = self
+                .admin(op, &args(limit - done.count))
+                .await
+                .map_err(|e| after_steps(e, done.count))?;
+            done.count += n;
+            done.more = left == 1;
+            if !done.more || n == 0 || done.count >= limit {
+                return Ok(done);
+            }
+        }
+    }
+
     async fn admin<T: redis::FromRedisValue>(
         &self,
         op: &str,
@@ -510,19 +532,8 @@ impl QueueStore for RedisStore {
     }
 
     async fn retry_failed(&self, limit: usize) -> Result<Batch, StoreError> {
-        // The script moves a bounded step per call; this loops to `limit`.
-        let mut done = Batch::default();
-        loop {
-            let (n, left): (usize, u8) = self
-                .admin("retry_failed", &[(limit - done.count).to_string()])
-                .await
-                .map_err(|e| after_steps(e, done.count))?;
-            done.count += n;
-            done.more = left == 1;
-            if !done.more || n == 0 || done.count >= limit {
-                return Ok(done);
-            }
-        }
+        self.in_steps("retry_failed", limit, |left| vec![left.to_string()])
+            .await
     }
 
     async fn remove(&self, id: &str) -> Result<bool, StoreError> {
@@ -588,21 +599,10 @@ impl QueueStore for RedisStore {
     async fn drain(&self, include_delayed: bool, limit: usize) -> Result<Batch, StoreError> {
         // The script removes a bounded step per call; this loops to `limit`.
         let delayed = if include_delayed { "1" } else { "0" };
-        let mut done = Batch::default();
-        loop {
-            let (n, left): (usize, u8) = self
-                .admin(
-                    "drain",
-                    &[delayed.to_string(), (limit - done.count).to_string()],
-                )
-                .await
-                .map_err(|e| after_steps(e, done.count))?;
-            done.count += n;
-            done.more = left == 1;
-            if !done.more || n == 0 || done.count >= limit {
-                return Ok(done);
-            }
-        }
+        self.in_steps("drain", limit, |left| {
+            vec![delayed.to_string(), left.to_string()]
+        })
+        .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
