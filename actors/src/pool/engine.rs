@@ -295,28 +295,25 @@ impl Engine {
     }
 
     fn after_settle(&mut self, f: &Finished, result: SettleResult) {
-        let queue = &self.queue;
         self.metrics.busy(-1.0);
-        let took = f.started.elapsed();
-        if !matches!(result, SettleResult::Released | SettleResult::LeaseLost) {
-            f.handles.duration.record(took.as_secs_f64());
-        }
-        let ended = match &result {
-            SettleResult::Completed => Some(Ended::Completed),
-            SettleResult::Retrying { .. } => Some(Ended::Retried),
-            SettleResult::Failed { .. } => Some(Ended::Failed),
-            SettleResult::Released | SettleResult::LeaseLost => None,
+        let (ended, outcome) = match &result {
+            SettleResult::Completed => (Ended::Completed, &f.handles.completed),
+            SettleResult::Retrying { .. } => (Ended::Retried, &f.handles.retried),
+            SettleResult::Failed { .. } => (Ended::Failed, &f.handles.failed),
+            // Nothing ended: the attempt was handed back, or another worker holds the job.
+            SettleResult::Released | SettleResult::LeaseLost => return self.log_settled(f, result),
         };
-        if let Some(ended) = ended {
-            let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-            self.minutes.record(now_ms(), ended, ms);
-        }
-        match &result {
-            SettleResult::Completed => f.handles.completed.increment(1),
-            SettleResult::Retrying { .. } => f.handles.retried.increment(1),
-            SettleResult::Failed { .. } => f.handles.failed.increment(1),
-            SettleResult::Released | SettleResult::LeaseLost => {}
-        }
+        outcome.increment(1);
+        let took = f.started.elapsed();
+        f.handles.duration.record(took.as_secs_f64());
+        let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.minutes.record(now_ms(), ended, ms);
+        self.log_settled(f, result);
+    }
+
+    /// Logs how a settled attempt ended (and alerts a critical job's failure).
+    fn log_settled(&self, f: &Finished, result: SettleResult) {
+        let queue = &self.queue;
         match result {
             SettleResult::Completed => {
                 tracing::debug!(queue, job_id = %f.id, attempt = f.attempt, "job completed")
