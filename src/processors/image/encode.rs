@@ -1,8 +1,9 @@
-//! Encoding: JPEG and PNG with the `image` crate's encoders, WebP with libwebp (the `webp`
-//! crate), lossy at a quality or lossless. The `image` crate's own WebP encoder is lossless
-//! only, which makes photos several times larger than sharp's lossy WebP.
+//! Encoding: JPEG with `jpeg-encoder` (4:2:0 chroma below quality 90 and optimized Huffman
+//! tables, as sharp does by default; the `image` crate's encoder keeps full chroma, which
+//! makes larger files), PNG with the `image` crate, WebP with libwebp (the `webp` crate),
+//! lossy at a quality or lossless. The `image` crate's own WebP encoder is lossless only,
+//! which makes photos several times larger than sharp's lossy WebP.
 
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{DynamicImage, ImageEncoder};
 use stagehand_core::ProcessError;
@@ -19,11 +20,21 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
     let (w, h) = (image.width(), image.height());
     match output.format {
         Format::Jpeg => {
+            let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+                return Err(failed(
+                    output.format,
+                    "JPEG holds at most 65535x65535 pixels",
+                ));
+            };
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, output.quality);
+            encoder.set_optimized_huffman_tables(true);
             // JPEG has no alpha: flatten onto white; gray stays gray.
-            let encoder = JpegEncoder::new_with_quality(&mut out, output.quality);
             match image {
                 DynamicImage::ImageLuma8(gray) => {
-                    encoder.write_image(gray.as_raw(), w, h, image::ExtendedColorType::L8)
+                    encoder.encode(gray.as_raw(), w16, h16, jpeg_encoder::ColorType::Luma)
+                }
+                DynamicImage::ImageRgb8(rgb) => {
+                    encoder.encode(rgb.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
                 }
                 other => {
                     let rgb = if other.color().has_alpha() {
@@ -31,7 +42,7 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
                     } else {
                         other.to_rgb8()
                     };
-                    encoder.write_image(rgb.as_raw(), w, h, image::ExtendedColorType::Rgb8)
+                    encoder.encode(rgb.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
                 }
             }
             .map_err(|e| failed(output.format, e))?;
@@ -95,4 +106,48 @@ fn flatten(image: &DynamicImage) -> image::RgbImage {
         }
     }
     rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(quality: u8) -> Output {
+        Output {
+            format: Format::Jpeg,
+            quality,
+            lossless: false,
+        }
+    }
+
+    /// The horizontal and vertical sampling factors of each component, from the frame header.
+    fn sampling(jpeg: &[u8]) -> Vec<u8> {
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("a baseline frame header");
+        let components = usize::from(jpeg[sof + 9]);
+        (0..components).map(|i| jpeg[sof + 11 + i * 3]).collect()
+    }
+
+    #[test]
+    fn a_photo_jpeg_halves_its_chroma_as_sharp_does_and_keeps_it_at_high_quality() {
+        let photo = DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 48, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
+        }));
+        let q80 = encode(&photo, &jpeg(80)).expect("encoded");
+        assert_eq!(sampling(&q80), [0x22, 0x11, 0x11], "4:2:0 at quality 80");
+        let back = image::load_from_memory(&q80).expect("decodes");
+        assert_eq!((back.width(), back.height()), (64, 48));
+        let q95 = encode(&photo, &jpeg(95)).expect("encoded");
+        assert_eq!(sampling(&q95), [0x11, 0x11, 0x11], "4:4:4 at quality 95");
+    }
+
+    #[test]
+    fn a_jpeg_wider_than_the_format_allows_fails_with_the_reason() {
+        let wide = DynamicImage::ImageLuma8(image::GrayImage::new(65_536, 1));
+        let err = encode(&wide, &jpeg(80)).expect_err("refused");
+        assert!(err.is_unrecoverable());
+        assert!(err.message().contains("65535x65535"), "{err}");
+    }
 }
