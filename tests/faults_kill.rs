@@ -80,4 +80,21 @@ async fn a_killed_worker_loses_no_job() {
         "{}",
         second.log()
     );
+    // The process that recovered the job counts it as stalled, under its name.
+    let metrics = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("body");
+    let stalled: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("stagehand_jobs_total{") && l.contains("outcome=\"stalled\""))
+        .filter(|l| !l.ends_with(" 0"))
+        .collect();
+    assert_eq!(
+        stalled,
+        [r#"stagehand_jobs_total{queue="export",name="big",outcome="stalled"} 1"#],
+        "{metrics}"
+    );
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use parking_lot::Mutex;
+use stagehand_core::RecoverReport;
 
 /// Jobs by outcome.
 pub const JOBS: &str = "stagehand_jobs_total";
@@ -57,6 +58,8 @@ pub struct JobHandles {
     pub failed: Counter,
     /// `outcome="retried"`.
     pub retried: Counter,
+    /// `outcome="stalled"`.
+    pub stalled: Counter,
     /// Attempt durations.
     pub duration: Histogram,
 }
@@ -69,6 +72,7 @@ impl JobHandles {
             completed: outcome("completed"),
             failed: outcome("failed"),
             retried: outcome("retried"),
+            stalled: outcome("stalled"),
             duration: histogram!(DURATION, "queue" => queue.to_string(), "name" => name.to_string()),
         }
     }
@@ -84,7 +88,6 @@ struct Inner {
     queue: String,
     names: Mutex<HashMap<String, Arc<JobHandles>>>,
     other: std::sync::OnceLock<Arc<JobHandles>>,
-    stalled: Counter,
     wait: Histogram,
     busy: Gauge,
 }
@@ -97,7 +100,6 @@ impl QueueMetrics {
                 queue: queue.to_string(),
                 names: Mutex::new(HashMap::new()),
                 other: std::sync::OnceLock::new(),
-                stalled: counter!(JOBS, "queue" => queue.to_string(), "name" => "", "outcome" => "stalled"),
                 wait: histogram!(WAIT, "queue" => queue.to_string()),
                 busy: gauge!(BUSY, "queue" => queue.to_string()),
             }),
@@ -123,10 +125,17 @@ impl QueueMetrics {
         handles
     }
 
-    /// Jobs whose lease ran out and were recovered (the recovery knows ids, not names, so these
-    /// carry `name=""`).
-    pub fn stalled(&self, n: u64) {
-        self.inner.stalled.increment(n);
+    /// Jobs whose lease ran out: each counts as stalled, and those failed for stalling too
+    /// often count as failed as well.
+    pub fn recovered(&self, report: &RecoverReport) {
+        for job in &report.requeued {
+            self.job(&job.name).stalled.increment(1);
+        }
+        for job in &report.failed {
+            let handles = self.job(&job.name);
+            handles.stalled.increment(1);
+            handles.failed.increment(1);
+        }
     }
 
     /// A job waited `seconds` between ready and started.

@@ -318,6 +318,10 @@ pub async fn retention_trims_finished_jobs(store: Store) {
     assert!(store.get(&ids[5].id).await.expect("get").is_none());
 }
 
+fn ids(recovered: &[crate::Recovered]) -> Vec<crate::JobId> {
+    recovered.iter().map(|r| r.id.clone()).collect()
+}
+
 /// A job whose lease runs out goes back to waiting, its old token is dead, and past
 /// `max_stalled` it fails.
 pub async fn expired_leases_are_recovered(store: Store) {
@@ -325,7 +329,8 @@ pub async fn expired_leases_are_recovered(store: Store) {
     let short = Duration::from_millis(20);
     let first = store.fetch("w", 1, short).await.expect("fetch").remove(0);
     let report = recover_until(&store, "the lease to expire", |r| !r.requeued.is_empty()).await;
-    assert_eq!(report.requeued, std::slice::from_ref(&added.id));
+    assert_eq!(ids(&report.requeued), std::slice::from_ref(&added.id));
+    assert_eq!(report.requeued[0].name, "sleepy");
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Waiting);
     assert_eq!(j.stalled_count, 1);
@@ -341,7 +346,8 @@ pub async fn expired_leases_are_recovered(store: Store) {
         !r.failed.is_empty()
     })
     .await;
-    assert_eq!(report.failed, std::slice::from_ref(&added.id));
+    assert_eq!(ids(&report.failed), std::slice::from_ref(&added.id));
+    assert_eq!(report.failed[0].name, "sleepy");
     let j = store.get(&added.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Failed);
     assert!(j.failed_reason.expect("reason").contains("stalled"));
@@ -368,7 +374,7 @@ pub async fn heartbeats_extend_held_leases(store: Store) {
         !r.requeued.is_empty()
     })
     .await;
-    assert_eq!(report.requeued, std::slice::from_ref(&dropped.job.id));
+    assert_eq!(ids(&report.requeued), std::slice::from_ref(&dropped.job.id));
     let j = store.get(&kept.job.id).await.expect("get").expect("job");
     assert_eq!(j.state, JobState::Active, "its lease was extended");
     assert_eq!(

@@ -31,5 +31,5 @@ pub use processor::{
 pub use redis::RedisStore;
 pub use store::{
     ActiveJob, AddResult, Batch, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, Outcome,
-    QueueStore, RecoverReport, SettleResult, Settlement, WorkSignal,
+    QueueStore, RecoverReport, Recovered, SettleResult, Settlement, WorkSignal,
 };

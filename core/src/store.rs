@@ -245,9 +245,18 @@ pub fn stored_states(state: JobState, paused: bool) -> &'static [JobState] {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoverReport {
     /// Back to waiting (stall count + 1).
-    pub requeued: Vec<JobId>,
+    pub requeued: Vec<Recovered>,
     /// Failed for stalling more than `max_stalled` times.
-    pub failed: Vec<JobId>,
+    pub failed: Vec<Recovered>,
+}
+
+/// A job whose lease ran out, as `recover_expired` found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The job.
+    pub id: JobId,
+    /// Its name (for per-name counts).
+    pub name: String,
 }
 
 /// What happened to a job, published so that others can follow it.

@@ -421,8 +421,7 @@ impl Engine {
         }
         match recovered {
             Ok(report) if !(report.requeued.is_empty() && report.failed.is_empty()) => {
-                self.metrics
-                    .stalled((report.requeued.len() + report.failed.len()) as u64);
+                self.metrics.recovered(&report);
                 tracing::warn!(queue = %self.queue, requeued = report.requeued.len(), failed = report.failed.len(), "recovered jobs whose lease expired");
             }
             Ok(_) => {}

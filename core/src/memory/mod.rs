@@ -27,8 +27,8 @@ use state::{Entry, Events, Inner, Lease};
 use crate::schedule::Schedule;
 use crate::store::{
     ActiveJob, AddResult, Batch, Counts, JobEvent, JobEventKind, LeaseToken, NewJob, PutSchedule,
-    QueueStore, RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs,
-    page_plan, stored_states,
+    QueueStore, RecoverReport, Recovered, ScheduleFire, SettleResult, Settlement, WorkSignal,
+    check_new_jobs, page_plan, stored_states,
 };
 
 /// Most jobs moved by one step of promotion or trimming, so no call does unbounded work.
@@ -393,12 +393,14 @@ impl QueueStore for MemoryStore {
                     let reason = format!(
                         "stalled more than {max_stalled} time(s): its lease expired while active (the worker died or hung)"
                     );
+                    let name = entry.job.name.clone();
                     inner.fail_for_good(&id, reason.clone(), now);
                     events.push((id.clone(), JobEventKind::Failed { reason }));
-                    report.failed.push(id);
+                    report.failed.push(Recovered { id, name });
                 } else {
+                    let name = entry.job.name.clone();
                     inner.requeue(&id, 0, now);
-                    report.requeued.push(id);
+                    report.requeued.push(Recovered { id, name });
                 }
             }
         }

@@ -26,8 +26,8 @@ use crate::options::Retention;
 use crate::schedule::Schedule;
 use crate::store::{
     ActiveJob, AddResult, Batch, Counts, JobEvent, LeaseToken, NewJob, Outcome, PutSchedule,
-    QueueStore, RecoverReport, ScheduleFire, SettleResult, Settlement, WorkSignal, check_new_jobs,
-    page_plan, seen_state, stored_states,
+    QueueStore, RecoverReport, Recovered, ScheduleFire, SettleResult, Settlement, WorkSignal,
+    check_new_jobs, page_plan, seen_state, stored_states,
 };
 use codec::{RawJob, decode_job};
 pub use conn::{Conn, DEFAULT_COMMAND_TIMEOUT, SingleClient, Target};
@@ -417,9 +417,20 @@ impl QueueStore for RedisStore {
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(write_failed)?;
+        // Each list is id, name, id, name, ...
+        let pairs = |flat: Vec<String>| -> Vec<Recovered> {
+            let mut flat = flat.into_iter();
+            std::iter::from_fn(|| {
+                Some(Recovered {
+                    id: flat.next()?.into(),
+                    name: flat.next().unwrap_or_default(),
+                })
+            })
+            .collect()
+        };
         Ok(RecoverReport {
-            requeued: requeued.into_iter().map(Into::into).collect(),
-            failed: failed.into_iter().map(Into::into).collect(),
+            requeued: pairs(requeued),
+            failed: pairs(failed),
         })
     }
 

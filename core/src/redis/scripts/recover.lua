@@ -1,5 +1,6 @@
 -- Active jobs whose lease ran out go back to ready (stall + 1), or fail past max_stalled.
--- KEYS[1]: K:active. ARGV: K, max_stalled. Returns { requeued ids, failed ids }.
+-- KEYS[1]: K:active. ARGV: K, max_stalled.
+-- Returns { requeued, failed }, each a flat list of id, name, id, name, ...
 local K = ARGV[1]
 local max_stalled = tonumber(ARGV[2])
 local now = now_ms()
@@ -13,13 +14,16 @@ for _, id in ipairs(expired) do
     local stalls = rcall('HINCRBY', jk, 'stall', 1)
     rcall('HDEL', jk, 'tok')
     event(K, id, 'stalled')
+    local name = rcall('HGET', jk, 'name') or ''
     if stalls > max_stalled then
       fail_for_good(K, id, 'stalled more than ' .. max_stalled ..
         ' time(s): its lease expired while active (the worker died or hung)', now)
       table.insert(failed, id)
+      table.insert(failed, name)
     else
       place_ready(K, id)
       table.insert(requeued, id)
+      table.insert(requeued, name)
     end
   end
 end
