@@ -1,6 +1,5 @@
-//! Encoding: JPEG with `jpeg-encoder` (4:2:0 chroma below quality 90 and optimized Huffman
-//! tables, as sharp does by default; the `image` crate's encoder keeps full chroma, which
-//! makes larger files), PNG with the `image` crate, WebP with libwebp (the `webp` crate),
+//! Encoding: JPEG with `jpeg-encoder` (4:2:0 chroma below quality 90, as sharp does by
+//! default; the `image` crate's encoder keeps full chroma, which makes larger files), PNG with the `image` crate, WebP with libwebp (the `webp` crate),
 //! lossy at a quality or lossless. The `image` crate's own WebP encoder is lossless only,
 //! which makes photos several times larger than sharp's lossy WebP.
 
@@ -26,8 +25,9 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
                     "JPEG holds at most 65535x65535 pixels",
                 ));
             };
-            let mut encoder = jpeg_encoder::Encoder::new(&mut out, output.quality);
-            encoder.set_optimized_huffman_tables(true);
+            // The standard Huffman tables: zune-jpeg (the `image` crate's decoder) misreads
+            // some files with optimized tables (a flat 8x17 image, from its second MCU row).
+            let encoder = jpeg_encoder::Encoder::new(&mut out, output.quality);
             // JPEG has no alpha: flatten onto white; gray stays gray.
             match image {
                 DynamicImage::ImageLuma8(gray) => {
@@ -141,6 +141,46 @@ mod tests {
         assert_eq!((back.width(), back.height()), (64, 48));
         let q95 = encode(&photo, &jpeg(95)).expect("encoded");
         assert_eq!(sampling(&q95), [0x11, 0x11, 0x11], "4:4:4 at quality 95");
+    }
+
+    /// Encodes `image` and decodes it again with the `image` crate (zune-jpeg), as RGB.
+    fn round_trip(image: &DynamicImage, quality: u8) -> image::RgbImage {
+        let bytes = encode(image, &jpeg(quality)).expect("encoded");
+        image::load_from_memory(&bytes).expect("decodes").to_rgb8()
+    }
+
+    #[test]
+    fn odd_and_tiny_sizes_and_alpha_encode_to_jpegs_that_decode_whole() {
+        for (w, h) in [
+            (1, 1),
+            (1, 17),
+            (17, 1),
+            (3, 5),
+            (8, 17),
+            (16, 17),
+            (33, 40),
+        ] {
+            // Fully transparent red flattens onto white; black stays black.
+            let clear = image::Rgba([200, 10, 10, 0]);
+            let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(w, h, clear));
+            let gray = DynamicImage::ImageLuma8(image::GrayImage::new(w, h));
+            for quality in [80, 95] {
+                let white = round_trip(&rgba, quality);
+                assert_eq!(white.dimensions(), (w, h));
+                let bad = white
+                    .pixels()
+                    .filter(|p| p.0.iter().any(|&c| c < 240))
+                    .count();
+                assert_eq!(bad, 0, "{w}x{h} at {quality}: {white:?}");
+                let black = round_trip(&gray, quality);
+                assert_eq!(black.dimensions(), (w, h));
+                let bad = black
+                    .pixels()
+                    .filter(|p| p.0.iter().any(|&c| c > 15))
+                    .count();
+                assert_eq!(bad, 0, "{w}x{h} at {quality}: {black:?}");
+            }
+        }
     }
 
     #[test]
