@@ -164,7 +164,7 @@ mod tests {
             let clear = image::Rgba([200, 10, 10, 0]);
             let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(w, h, clear));
             let gray = DynamicImage::ImageLuma8(image::GrayImage::new(w, h));
-            for quality in [80, 95] {
+            for quality in [1, 80, 95, 100] {
                 let white = round_trip(&rgba, quality);
                 assert_eq!(white.dimensions(), (w, h));
                 let bad = white
