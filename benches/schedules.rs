@@ -74,12 +74,7 @@ async fn main() {
     while Instant::now() < until {
         let now = now_ms();
         let report = fire_due(&store, &defaults, now).await.expect("fire");
-        lags.extend(
-            report
-                .fired
-                .iter()
-                .map(|(_, fire, at)| at.saturating_sub(*fire)),
-        );
+        lags.extend(report.fired.iter().map(|f| f.lag_ms()));
         let next = store
             .next_schedule_at()
             .await

@@ -541,3 +541,44 @@ async fn one_bad_queue_or_record_does_not_stop_the_others() {
     );
     assert_eq!(service.api.delete("/api/schedules/broken").await.0, 200);
 }
+
+/// Each fire counts in `/metrics` as a fire and as a job added under the schedule's job name.
+#[tokio::test]
+async fn fires_count_as_jobs_added_in_metrics() {
+    let service = Service::start(HOLD).await;
+    let api = &service.api;
+    let body = json!({"queue": "model-processing", "name": "tick", "every_ms": 1000});
+    assert_eq!(api.put("/api/schedules/tick", &body).await.0, 201);
+    eventually("two fires", || async {
+        (fires(&service, "model-processing", "tick").await.len() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        api.post("/api/schedules/tick/pause", &json!({})).await.0,
+        200
+    );
+    let fired = fires(&service, "model-processing", "tick").await.len();
+    let sample = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+    };
+    let (added, total) = eventually("the fires in /metrics", || async {
+        let text = reqwest::get(format!("{}/metrics", api.base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let added = sample(
+            &text,
+            r#"stagehand_jobs_total{queue="model-processing",name="tick",outcome="added"}"#,
+        )?;
+        let total = sample(
+            &text,
+            r#"stagehand_schedule_fires_total{queue="model-processing"}"#,
+        )?;
+        (added == fired as u64).then_some((added, total))
+    })
+    .await;
+    assert_eq!((added, total), (fired as u64, fired as u64));
+}

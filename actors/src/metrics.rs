@@ -23,6 +23,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use parking_lot::Mutex;
 use stagehand_core::RecoverReport;
+use stagehand_core::schedule::Fired;
 
 /// Jobs by outcome.
 pub const JOBS: &str = "stagehand_jobs_total";
@@ -192,15 +193,22 @@ pub fn alert_raised(kind: &'static str) {
     counter!(ALERTS, "kind" => kind).increment(1);
 }
 
-/// A scheduler step on `queue`: fires enqueued with their lag, and missed fires not run.
-pub fn schedule_step(queue: &str, lags_ms: impl Iterator<Item = u64>, missed: u64) {
-    let fires = counter!(FIRES, "queue" => queue.to_string());
-    let lag = histogram!(LAG, "queue" => queue.to_string());
-    for ms in lags_ms {
-        fires.increment(1);
-        lag.record(ms as f64 / 1000.0);
-    }
-    if missed > 0 {
-        counter!(MISSED, "queue" => queue.to_string()).increment(missed);
+impl QueueMetrics {
+    /// A scheduler step: each fire enqueued (a fire, its lag, and its job added), and the
+    /// missed fires not run.
+    pub fn schedule_step(&self, fired: &[Fired], missed: u64) {
+        let queue = &self.inner.queue;
+        if !fired.is_empty() {
+            let fires = counter!(FIRES, "queue" => queue.to_string());
+            let lag = histogram!(LAG, "queue" => queue.to_string());
+            for fire in fired {
+                fires.increment(1);
+                lag.record(fire.lag_ms() as f64 / 1000.0);
+                self.job(&fire.job_name).added.increment(1);
+            }
+        }
+        if missed > 0 {
+            counter!(MISSED, "queue" => queue.to_string()).increment(missed);
+        }
     }
 }

@@ -282,6 +282,11 @@ impl QueueHandle {
         &self.defaults
     }
 
+    /// The queue's metric handles.
+    pub(crate) fn metrics(&self) -> &QueueMetrics {
+        &self.metrics
+    }
+
     /// Sends a message and waits for its answer. A reply that never comes (the runtime stopped
     /// while the store call was in flight) is `Stopped` for a read, but of unknown outcome for
     /// a change: the store may have made it.

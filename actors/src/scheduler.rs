@@ -117,16 +117,9 @@ async fn run(runtime: RuntimeHandle, wake: Arc<Notify>) {
             match step.await {
                 Ok((report, at)) => {
                     backoff.remove(&name);
-                    crate::metrics::schedule_step(
-                        &name,
-                        report
-                            .fired
-                            .iter()
-                            .map(|(_, fire, at)| at.saturating_sub(*fire)),
-                        report.skipped,
-                    );
-                    for (id, fire, _) in &report.fired {
-                        tracing::debug!(queue = %name, schedule = %id, fire_ms = fire, "schedule fired");
+                    queue.metrics().schedule_step(&report.fired, report.skipped);
+                    for fired in &report.fired {
+                        tracing::debug!(queue = %name, schedule = %fired.schedule, fire_ms = fired.fire, "schedule fired");
                     }
                     for (id, why) in &report.blocked {
                         // Said (and alerted) at most once a minute per schedule.

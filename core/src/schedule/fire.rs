@@ -20,8 +20,8 @@ const IN_FLIGHT: usize = 32;
 /// What a step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FireReport {
-    /// Fires this caller applied (jobs enqueued): (schedule id, fire time, when applied).
-    pub fired: Vec<(String, u64, u64)>,
+    /// Fires this caller applied, one job enqueued each.
+    pub fired: Vec<Fired>,
     /// Fires missed and not enqueued (the skip, run_once and catch_up policies).
     pub skipped: u64,
     /// Schedules another caller fired first.
@@ -31,6 +31,26 @@ pub struct FireReport {
     /// Schedules whose fire the queue refused (full, or input it will not take): tried again
     /// at the next step, by (schedule id, why).
     pub blocked: Vec<(String, String)>,
+}
+
+/// One fire applied: its job was enqueued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    /// The schedule.
+    pub schedule: String,
+    /// The name of the job it enqueued.
+    pub job_name: String,
+    /// The fire time (ms since the epoch).
+    pub fire: u64,
+    /// When the fire was applied.
+    pub at: u64,
+}
+
+impl Fired {
+    /// How late the fire was applied, in ms.
+    pub fn lag_ms(&self) -> u64 {
+        self.at.saturating_sub(self.fire)
+    }
 }
 
 /// The jobs of `plan` for `schedule`, with the queue's `defaults` under the schedule's options.
@@ -127,11 +147,12 @@ pub async fn fire_due(
                 );
             }
             report.skipped += plan.skipped;
-            report.fired.extend(
-                plan.fires
-                    .iter()
-                    .map(|f| (schedule.spec.id.clone(), *f, at)),
-            );
+            report.fired.extend(plan.fires.iter().map(|&fire| Fired {
+                schedule: schedule.spec.id.clone(),
+                job_name: schedule.spec.name.clone(),
+                fire,
+                at,
+            }));
         }
         if !full || !progressed {
             return Ok(report);

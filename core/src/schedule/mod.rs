@@ -10,7 +10,7 @@ mod fire;
 mod model;
 
 pub use cron::{CronError, CronSpec};
-pub use fire::{FireReport, fire_due, fire_jobs};
+pub use fire::{FireReport, Fired, fire_due, fire_jobs};
 pub use model::{
     FirePlan, MAX_CATCH_UP, MAX_SCHEDULE_ID_LEN, MIN_EVERY_MS, Missed, ON_TIME_MS, Schedule,
     ScheduleError, ScheduleSpec, ScheduleState, Timing, fire_job_id, show_time,
