@@ -365,3 +365,36 @@ async fn without_smtp_each_message_is_an_eml_file_under_mail() {
     assert!(eml.contains(&format!("Message-ID: {id}\r\n")), "{eml}");
     assert!(eml.contains("First run"), "{eml}");
 }
+
+/// A server without SMTPUTF8 (aiosmtpd's default) still takes an internationalized domain,
+/// sent in its ASCII form; a non-ASCII local part, which has no ASCII form, fails at once.
+#[tokio::test]
+async fn an_internationalized_domain_is_delivered_in_its_ascii_form() {
+    let smtp = Smtp::start(300.0);
+    let service = Service::start(&smtp.toml()).await;
+    let job = send(
+        &service,
+        json!({"to": "Zoë <zoe@Bücher.test>", "subject": "s", "text": "t"}),
+        "completed",
+    )
+    .await;
+    assert_eq!(
+        job["return_value"]["accepted"],
+        json!(["zoe@xn--bcher-kva.test"])
+    );
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["rcpt_tos"], json!(["zoe@xn--bcher-kva.test"]));
+    assert_eq!(messages[0]["headers"]["to"], "Zoë <zoe@xn--bcher-kva.test>");
+
+    let job = send(
+        &service,
+        json!({"to": "zoë@bücher.test", "subject": "s", "text": "t"}),
+        "failed",
+    )
+    .await;
+    assert_eq!(job["attempts_made"], 1, "unrecoverable: {job}");
+    let reason = job["failed_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SMTPUTF8"), "{reason}");
+    assert_eq!(smtp.messages().len(), 1);
+}

@@ -143,8 +143,24 @@ fn mailbox(field: &str, text: &str) -> Result<Mailbox, ProcessError> {
             "{field}: an address may not hold a line break"
         )));
     }
-    text.parse::<Mailbox>()
+    let mailbox = text
+        .parse::<Mailbox>()
+        .map_err(|e| bad(format!("{field}: '{text}' is not an email address: {e}")))?;
+    ascii_domain(mailbox)
         .map_err(|e| bad(format!("{field}: '{text}' is not an email address: {e}")))
+}
+
+/// The mailbox with an internationalized domain in its ASCII form (`bücher.example` becomes
+/// `xn--bcher-kva.example`), which every server takes: only a non-ASCII local part then needs
+/// a server with SMTPUTF8.
+fn ascii_domain(mailbox: Mailbox) -> Result<Mailbox, String> {
+    let domain = mailbox.email.domain();
+    if domain.is_ascii() {
+        return Ok(mailbox);
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|e| e.to_string())?;
+    let email = lettre::Address::new(mailbox.email.user(), ascii).map_err(|e| e.to_string())?;
+    Ok(Mailbox::new(mailbox.name, email))
 }
 
 fn mailboxes(field: &str, list: &Addresses) -> Result<Vec<Mailbox>, ProcessError> {
@@ -372,6 +388,33 @@ mod tests {
 
     fn job(value: serde_json::Value) -> EmailJob {
         serde_json::from_value(value).expect("job")
+    }
+
+    #[test]
+    fn an_internationalized_domain_is_sent_in_its_ascii_form() {
+        let job = job(serde_json::json!({
+            "to": "Ann Bücher <ann@Bücher.example>",
+            "cc": ["bo@xn--bcher-kva.example", "chloé@bücher.example"],
+            "subject": "s", "text": "t"
+        }));
+        let all: Vec<String> = recipients(&job)
+            .expect("recipients")
+            .iter()
+            .map(|m| m.email.to_string())
+            .collect();
+        // The local part stays as it is (a server needs SMTPUTF8 for the last one).
+        assert_eq!(
+            all,
+            [
+                "ann@xn--bcher-kva.example",
+                "bo@xn--bcher-kva.example",
+                "chloé@xn--bcher-kva.example"
+            ]
+        );
+        let to = mailbox("to", "Ann Bücher <ann@Bücher.example>").expect("mailbox");
+        assert_eq!(to.name.as_deref(), Some("Ann Bücher"));
+        let err = mailbox("to", "a@b\u{0}ücher.example").expect_err("refused");
+        assert!(err.message().contains("not an email address"), "{err}");
     }
 
     #[test]
