@@ -139,6 +139,24 @@ impl QueueMetrics {
         }
     }
 
+    /// A scheduler step: each fire enqueued (a fire, its lag, and its job added), and the
+    /// missed fires not run.
+    pub fn schedule_step(&self, fired: &[Fired], missed: u64) {
+        let queue = &self.inner.queue;
+        if !fired.is_empty() {
+            let fires = counter!(FIRES, "queue" => queue.to_string());
+            let lag = histogram!(LAG, "queue" => queue.to_string());
+            for fire in fired {
+                fires.increment(1);
+                lag.record(fire.lag_ms() as f64 / 1000.0);
+                self.job(&fire.job_name).added.increment(1);
+            }
+        }
+        if missed > 0 {
+            counter!(MISSED, "queue" => queue.to_string()).increment(missed);
+        }
+    }
+
     /// A job waited `seconds` between ready and started.
     pub fn waited(&self, seconds: f64) {
         self.inner.wait.record(seconds);
@@ -191,24 +209,4 @@ impl Drop for InFlight {
 /// An alert of `kind` was raised.
 pub fn alert_raised(kind: &'static str) {
     counter!(ALERTS, "kind" => kind).increment(1);
-}
-
-impl QueueMetrics {
-    /// A scheduler step: each fire enqueued (a fire, its lag, and its job added), and the
-    /// missed fires not run.
-    pub fn schedule_step(&self, fired: &[Fired], missed: u64) {
-        let queue = &self.inner.queue;
-        if !fired.is_empty() {
-            let fires = counter!(FIRES, "queue" => queue.to_string());
-            let lag = histogram!(LAG, "queue" => queue.to_string());
-            for fire in fired {
-                fires.increment(1);
-                lag.record(fire.lag_ms() as f64 / 1000.0);
-                self.job(&fire.job_name).added.increment(1);
-            }
-        }
-        if missed > 0 {
-            counter!(MISSED, "queue" => queue.to_string()).increment(missed);
-        }
-    }
 }

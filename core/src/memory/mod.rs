@@ -388,17 +388,16 @@ impl QueueStore for MemoryStore {
                     Some("lease expired".into()),
                 );
                 Arc::make_mut(&mut entry.job).stalled_count += 1;
+                let name = entry.job.name.clone();
                 events.push((id.clone(), JobEventKind::Stalled));
                 if entry.job.stalled_count > max_stalled {
                     let reason = format!(
                         "stalled more than {max_stalled} time(s): its lease expired while active (the worker died or hung)"
                     );
-                    let name = entry.job.name.clone();
                     inner.fail_for_good(&id, reason.clone(), now);
                     events.push((id.clone(), JobEventKind::Failed { reason }));
                     report.failed.push(Recovered { id, name });
                 } else {
-                    let name = entry.job.name.clone();
                     inner.requeue(&id, 0, now);
                     report.requeued.push(Recovered { id, name });
                 }
