@@ -386,6 +386,15 @@ async fn each_hostile_file_fails_at_once_with_its_reason_and_the_process_stays_s
         out
     };
     let cut = |b: Vec<u8>| b[..b.len() * 2 / 3].to_vec();
+    // A JPEG whose entropy-coded data breaks off part-way into a run of 0xFF (a marker where
+    // none may be); its end marker stays. (Flipped bits that still decode are not noticed by
+    // any decoder.)
+    let garbled = {
+        let mut j = jpeg(400, 300);
+        let at = j.len() * 3 / 10;
+        j[at..at + 20].fill(0xFF);
+        j
+    };
     let png = encode(&DynamicImage::ImageRgb8(photo(200, 150)), ImageFormat::Png);
     let gif = encode(&DynamicImage::ImageRgb8(photo(60, 40)), ImageFormat::Gif);
     let webp = encode(&DynamicImage::ImageRgb8(photo(200, 150)), ImageFormat::WebP);
@@ -428,21 +437,25 @@ async fn each_hostile_file_fails_at_once_with_its_reason_and_the_process_stays_s
         ("empty.png", Vec::new(), "not an image"),
         ("too-big.bin", zeros, "more than the 2000000 allowed"),
         ("bmp.bmp", [b"BM".as_slice(), &[0u8; 60]].concat(), "Bmp"),
+        ("jpeg-garbled-data.jpg", garbled, "not a valid Jpeg"),
     ];
     for (name, bytes, _) in &corpus {
         put(&service, &format!("hostile/{name}"), bytes);
     }
+    // Each file twice: shrunk (a JPEG is then decoded at a reduced scale) and flipped
+    // (decoded whole).
     let mut ids = Vec::new();
-    for (name, _, _) in &corpus {
-        let data = json!({"input_key": format!("hostile/{name}"), "operations": [{"op": "resize", "width": 100}], "output_key": format!("out/{name}")});
-        ids.push(
-            service
+    for (name, _, reason) in &corpus {
+        for op in [json!({"op": "resize", "width": 100}), json!({"op": "flip"})] {
+            let data = json!({"input_key": format!("hostile/{name}"), "operations": [op], "output_key": format!("out/{name}")});
+            let id = service
                 .api
                 .add("image-processing", json!({"name": "img", "data": data}))
-                .await,
-        );
+                .await;
+            ids.push((*name, *reason, id));
+        }
     }
-    for ((name, _, reason), id) in corpus.iter().zip(&ids) {
+    for (name, reason, id) in &ids {
         let job = service
             .api
             .wait_state("image-processing", id, "failed")

@@ -187,6 +187,7 @@ pub fn decode(
     };
     let mut image = match scaled {
         Some(image) => image,
+        None if header.format == ImageFormat::Jpeg => decode_jpeg_strict(bytes, bounds)?,
         None => {
             let pixels = u64::from(header.size.0) * u64::from(header.size.1);
             let decoder = reader(bytes, limits(bounds, pixels))?
@@ -221,21 +222,59 @@ fn decode_jpeg_scaled(
         Ok(size) => size,
         Err(e) => return Err(bad(format!("not a valid Jpeg image: {e}"))),
     };
-    let info = decoder.info();
+    // CMYK and 16-bit pixels are left to the full decoder before any work is done.
+    let format = decoder.info().map(|i| i.pixel_format);
+    if !matches!(
+        format,
+        Some(jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8)
+    ) {
+        return Ok(None);
+    }
     let pixels = decoder
         .decode()
         .map_err(|e| bad(format!("not a valid Jpeg image: {e}")))?;
     let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let made = match info.map(|i| i.pixel_format) {
+    let made = match format {
         Some(jpeg_decoder::PixelFormat::RGB24) => {
             image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
         }
-        Some(jpeg_decoder::PixelFormat::L8) => {
-            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
-        }
-        _ => None,
+        _ => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
     };
     Ok(made)
+}
+
+/// A JPEG decoded whole by zune-jpeg in strict mode: corrupt entropy-coded data, or a frame
+/// that claims more rows than its data holds, is an error rather than grey filler (the
+/// `image` crate runs zune-jpeg leniently). Gray stays gray; anything else becomes RGB.
+fn decode_jpeg_strict(bytes: &[u8], bounds: &Bounds) -> Result<DynamicImage, ProcessError> {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    let invalid = |e: zune_jpeg::errors::DecodeErrors| bad(format!("not a valid Jpeg image: {e}"));
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(bounds.max_width as usize)
+        .set_max_height(bounds.max_height as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(invalid)?;
+    let gray = decoder.input_colorspace() == Some(ColorSpace::Luma);
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    decoder.set_options(options.jpeg_set_out_colorspace(out));
+    let pixels = decoder.decode().map_err(invalid)?;
+    let (w, h) = decoder
+        .dimensions()
+        .map(|(w, h)| (w as u32, h as u32))
+        .ok_or_else(|| bad("not a valid Jpeg image: no frame"))?;
+    let made = if gray {
+        image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    };
+    made.ok_or_else(|| bad("not a valid Jpeg image: its pixels do not fill its frame"))
 }
 
 #[cfg(test)]
