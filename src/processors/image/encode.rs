@@ -19,15 +19,20 @@ pub fn encode(image: &DynamicImage, output: &Output) -> Result<Vec<u8>, ProcessE
     let (w, h) = (image.width(), image.height());
     match output.format {
         Format::Jpeg => {
-            let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
+            // The format stops at 65,535; libjpeg (browsers, libvips) at 65,500.
+            let fits = |side: u32| u16::try_from(side).ok().filter(|&s| s <= 65_500);
+            let (Some(w16), Some(h16)) = (fits(w), fits(h)) else {
                 return Err(failed(
                     output.format,
-                    "JPEG holds at most 65535x65535 pixels",
+                    "JPEG is read by most decoders up to 65500x65500 pixels",
                 ));
             };
             // The standard Huffman tables: zune-jpeg (the `image` crate's decoder) misreads
             // some files with optimized tables (a flat 8x17 image, from its second MCU row).
-            let encoder = jpeg_encoder::Encoder::new(&mut out, output.quality);
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, output.quality);
+            // Halved chroma is the average of each 2x2 block, as libjpeg makes it (the
+            // crate's default takes one pixel of four, which turns fine colour detail wrong).
+            encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
             // JPEG has no alpha: flatten onto white; gray stays gray.
             match image {
                 DynamicImage::ImageLuma8(gray) => {
@@ -184,10 +189,32 @@ mod tests {
     }
 
     #[test]
+    fn halved_chroma_averages_fine_colour_detail() {
+        // Rows of pure red and pure blue: at 4:2:0 each 2x2 block's chroma is their mean, so
+        // both rows come out purple-ish, never one colour for both.
+        let rows = DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |_, y| {
+            if y % 2 == 0 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        }));
+        let back = round_trip(&rows, 80);
+        for y in [10, 11] {
+            let image::Rgb([r, _, b]) = *back.get_pixel(32, y);
+            assert!(r > 60 && b > 60, "row {y}: {:?}", back.get_pixel(32, y));
+        }
+    }
+
+    #[test]
     fn a_jpeg_wider_than_the_format_allows_fails_with_the_reason() {
-        let wide = DynamicImage::ImageLuma8(image::GrayImage::new(65_536, 1));
-        let err = encode(&wide, &jpeg(80)).expect_err("refused");
-        assert!(err.is_unrecoverable());
-        assert!(err.message().contains("65535x65535"), "{err}");
+        for side in [65_501, 65_536] {
+            let wide = DynamicImage::ImageLuma8(image::GrayImage::new(side, 1));
+            let err = encode(&wide, &jpeg(80)).expect_err("refused");
+            assert!(err.is_unrecoverable());
+            assert!(err.message().contains("65500x65500"), "{err}");
+        }
+        let widest = DynamicImage::ImageLuma8(image::GrayImage::new(65_500, 1));
+        assert!(encode(&widest, &jpeg(80)).is_ok());
     }
 }
