@@ -136,6 +136,10 @@ async fn schedule_routes_and_bad_input() {
         ),
         (json!({"queue": "model-processing", "name": "x"}), "cron:"),
         (
+            json!({"queue": "model-processing", "name": "n".repeat(257), "every_ms": 1000}),
+            "name: a job name of 1 to 256 bytes",
+        ),
+        (
             json!({"queue": "model-processing", "name": "x", "every_ms": 10}),
             "every_ms:",
         ),

@@ -149,8 +149,14 @@ impl ScheduleSpec {
         if self.id.chars().any(char::is_control) {
             return Err(refuse("id", "no control characters"));
         }
-        if self.name.is_empty() {
-            return Err(refuse("name", "a job name is needed"));
+        if crate::options::validate_job_name(&self.name).is_err() {
+            return Err(refuse(
+                "name",
+                format!(
+                    "a job name of 1 to {} bytes, as for any job",
+                    crate::options::MAX_NAME_LEN
+                ),
+            ));
         }
         if self.options.job_id.is_some() {
             return Err(refuse(
@@ -406,6 +412,8 @@ mod tests {
             (serde_json::json!({"every_ms": 1000}), "cron"),
             (serde_json::json!({"cron": null, "every_ms": 5}), "every_ms"),
             (serde_json::json!({"id": ""}), "id"),
+            (serde_json::json!({"name": ""}), "name"),
+            (serde_json::json!({"name": "n".repeat(257)}), "name"),
             (
                 serde_json::json!({"options": {"job_id": "x"}}),
                 "options.job_id",
