@@ -396,5 +396,15 @@ async fn an_internationalized_domain_is_delivered_in_its_ascii_form() {
     assert_eq!(job["attempts_made"], 1, "unrecoverable: {job}");
     let reason = job["failed_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("SMTPUTF8"), "{reason}");
+    // Only in a header (Reply-To), the same.
+    let job = send(
+        &service,
+        json!({"to": "t@shop.test", "reply_to": "zoë@bücher.test", "subject": "s", "text": "t"}),
+        "failed",
+    )
+    .await;
+    assert_eq!(job["attempts_made"], 1, "unrecoverable: {job}");
+    let reason = job["failed_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SMTPUTF8"), "{reason}");
     assert_eq!(smtp.messages().len(), 1);
 }

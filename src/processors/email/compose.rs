@@ -152,13 +152,22 @@ fn mailbox(field: &str, text: &str) -> Result<Mailbox, ProcessError> {
 
 /// The mailbox with an internationalized domain in its ASCII form (`bücher.example` becomes
 /// `xn--bcher-kva.example`), which every server takes: only a non-ASCII local part then needs
-/// a server with SMTPUTF8.
+/// a server with SMTPUTF8. A domain already in that form (an `xn--` label) is checked the
+/// same way, so a label that is no valid punycode is refused.
 fn ascii_domain(mailbox: Mailbox) -> Result<Mailbox, String> {
     let domain = mailbox.email.domain();
-    if domain.is_ascii() {
+    let encoded = |label: &str| {
+        label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    };
+    if domain.is_ascii() && !domain.split('.').any(encoded) {
         return Ok(mailbox);
     }
-    let ascii = idna::domain_to_ascii(domain).map_err(|e| e.to_string())?;
+    // The crate's error says only "Errors": say what was wrong.
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| {
+        format!("its domain '{domain}' is not a valid internationalized domain name (IDNA)")
+    })?;
     let email = lettre::Address::new(mailbox.email.user(), ascii).map_err(|e| e.to_string())?;
     Ok(Mailbox::new(mailbox.name, email))
 }
@@ -415,6 +424,22 @@ mod tests {
         assert_eq!(to.name.as_deref(), Some("Ann Bücher"));
         let err = mailbox("to", "a@b\u{0}ücher.example").expect_err("refused");
         assert!(err.message().contains("not an email address"), "{err}");
+        // An ASCII form that is no valid punycode is refused; a valid one is kept (lowercase).
+        for bad in [
+            "a@xn--zz.test",
+            "a@xn--a.test",
+            "a@xn--0.test",
+            "a@x.xn--zz",
+        ] {
+            let err = mailbox("to", bad).expect_err(bad);
+            assert!(
+                err.message()
+                    .contains("not a valid internationalized domain"),
+                "{bad}: {err}"
+            );
+        }
+        let upper = mailbox("to", "a@XN--BCHER-KVA.TEST").expect("valid");
+        assert_eq!(upper.email.to_string(), "a@xn--bcher-kva.test");
     }
 
     #[test]

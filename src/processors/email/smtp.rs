@@ -345,13 +345,20 @@ impl SmtpClient {
         message: &[u8],
     ) -> Result<Delivery, (Failure, bool)> {
         let mut options = Vec::new();
+        // Raw UTF-8 in the envelope or in the header (a `Reply-To` address, say) needs
+        // SMTPUTF8; in the body, 8BITMIME.
+        let head = message
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(message, |end| &message[..end]);
         let non_ascii = from.is_some_and(|a| !a.to_string().is_ascii())
-            || recipients.iter().any(|a| !a.to_string().is_ascii());
+            || recipients.iter().any(|a| !a.to_string().is_ascii())
+            || !head.is_ascii();
         if non_ascii {
             if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
                 return Err((
                     Failure::Job(ProcessError::unrecoverable(
-                        "an address is not ASCII and the server does not take SMTPUTF8",
+                        "an address or header is not ASCII and the server does not take SMTPUTF8",
                     )),
                     true,
                 ));
