@@ -120,6 +120,18 @@ mod tests {
     }
 
     #[test]
+    fn a_default_sender_that_is_no_address_is_refused_at_start() {
+        for from in ["nonsense", "x@-bad.test"] {
+            let vars = [(
+                "STAGEHAND_PROCESSORS_EMAIL_FROM".to_string(),
+                from.to_string(),
+            )];
+            let err = load(None, vars).expect_err(from).to_string();
+            assert!(err.contains("processors.email.from"), "{err}");
+        }
+    }
+
+    #[test]
     fn quoted_values_are_hidden() {
         assert_eq!(
             without_quotes("invalid type: string \"s3cret\", expected a sequence"),

@@ -256,6 +256,13 @@ impl Settings {
             ));
         }
         self.validate_cache()?;
+        let from = &self.processors.email.from;
+        if let Err(e) = from.parse::<lettre::message::Mailbox>() {
+            return Err(ConfigError::invalid(
+                "processors.email.from",
+                format!("'{from}' is not an email address: {e}"),
+            ));
+        }
         let base = self.base_options()?;
         if self.queues.is_empty() {
             return Err(ConfigError::invalid(
