@@ -243,9 +243,9 @@ fn decode_jpeg_scaled(
     Ok(made)
 }
 
-/// A JPEG decoded whole by zune-jpeg in strict mode: corrupt entropy-coded data, or a frame
-/// that claims more rows than its data holds, is an error rather than grey filler (the
-/// `image` crate runs zune-jpeg leniently). Gray stays gray; anything else becomes RGB.
+/// A JPEG decoded whole by zune-jpeg in strict mode: a scan broken by a marker where none
+/// may be, or a bad Huffman code, is an error rather than grey filler (the `image` crate
+/// runs zune-jpeg leniently). Gray stays gray; anything else becomes RGB.
 fn decode_jpeg_strict(bytes: &[u8], bounds: &Bounds) -> Result<DynamicImage, ProcessError> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
