@@ -142,27 +142,20 @@ fn now_ms() -> i64 {
 
 /// A time in ms since the epoch as a local time of day with milliseconds.
 pub(super) fn local_time(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%H:%M:%S%.3f")
-                .to_string()
-        })
-        .unwrap_or_else(|| ms.to_string())
+    local_as(ms, "%H:%M:%S%.3f")
 }
 
 /// A time in ms since the epoch as a local date and time.
 pub(super) fn local(ms: u64) -> String {
+    local_as(ms, "%Y-%m-%d %H:%M:%S")
+}
+
+/// A time in ms since the epoch in local time, by `format` (the number itself if out of range).
+fn local_as(ms: u64, format: &str) -> String {
     i64::try_from(ms)
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+        .map(|t| t.with_timezone(&chrono::Local).format(format).to_string())
         .unwrap_or_else(|| ms.to_string())
 }
 
